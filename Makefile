@@ -1,0 +1,29 @@
+# Two commands do all set-up on a fresh machine with Python 3.11:
+#   make demo   -- create .venv, install, convert seeded random-weight AMC models, print tables
+#   make test   -- create .venv, install with test extras, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean bench
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m amc_tf.demo --out demo-out --force
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/perf_convert.py
+
+clean:
+	rm -rf $(VENV) demo-out build *.egg-info

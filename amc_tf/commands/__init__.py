@@ -1,0 +1,14 @@
+"""CLI commands, one module per concern. Each module exposes a `COMMANDS` list of click
+commands; none imports TensorFlow at import time."""
+
+import importlib
+
+# Add a module here when it is written; every listed module must import.
+COMMAND_MODULES = ("convert",)
+
+
+def register_all(group) -> None:
+    for modname in COMMAND_MODULES:
+        mod = importlib.import_module(f"amc_tf.commands.{modname}")
+        for cmd in mod.COMMANDS:
+            group.add_command(cmd)

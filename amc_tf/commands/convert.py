@@ -1,0 +1,3 @@
+"""`amc-tf convert` and `amc-tf profile` (filled in by the converter work)."""
+
+COMMANDS: list = []
