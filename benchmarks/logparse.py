@@ -1,0 +1,405 @@
+"""Read `benchmark_model` logs of any vintage into one `LogResult`.
+
+Formats met (all times in microseconds unless said):
+  * 2018 (the AMC Pixel-1 logs): `native : file.cc:NNN ` prefixes, two
+    `Running benchmark for N iterations ...` headers, each followed by a stat line, and
+    `Average inference timings in us: Warmup: X, no stats: Y` (≤ TF 2.1 also
+    `Average inference timings in us: Warmup: W, Init: I, Inference: A`).
+  * current TFLite: `Running benchmark for at least N iterations ...` headers, stat
+    lines (`count=N first=F curr=C min=m max=M avg=A std=S`, `avg` possibly in
+    scientific notation, LiteRT adds `p5= median= p95=`), and
+    `Inference timings in us: Init: I, First inference: F, Warmup (avg): W, Inference (avg): A`,
+    optional memory lines and op-profiling tables.
+  * LiteRT's newer tool: a `========== BENCHMARK RESULTS ==========` block in ms.
+  * prefixes (`INFO: `, `INFO: [file.h:81] `, logcat) and terminal noise anywhere.
+  * failure: `Benchmarking failed.` / `Failed to apply ... delegate.`; or a log that
+    simply holds no result (truncated, empty, not a benchmark log). Either way the
+    numbers are None, never zero, and `failed`/`status`/`error` say what happened.
+
+The timed average comes from the timed stat line when there is one: it carries more
+digits than the 2018 summary (`avg=68307.7` vs `no stats: 68307`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\^\[\[[0-9;?]*[A-Za-z]")
+_PREFIXES = (
+    # logcat -v threadtime: "07-21 10:20:30.123  1234  1250 I tflite  : "
+    re.compile(r"^\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[^:]*?\s*:\s?"),
+    # logcat -v brief: "I/tflite  ( 1234): "
+    re.compile(r"^[VDIWEF]/[^(:]*\(\s*\d+\):\s?"),
+    # 2018 Android builds: "native : benchmark_tflite_model.cc:440 "
+    re.compile(r"^native\s*:\s*\S+:\d+\s"),
+)
+_LEVEL = re.compile(r"^(INFO|WARNING|ERROR|VERBOSE|DEBUG|FATAL):\s?(?:\[[^\]]*:\d+\]\s?)?")
+_LOGCAT_LEVEL = re.compile(r"^\d{2}-\d{2}\s+\S+\s+\d+\s+\d+\s+([VDIWEF])\s|^([VDIWEF])/")
+
+_HEADER = re.compile(r"Running benchmark for (?:at least )?(\d+) iterations")
+_STAT = re.compile(r"(?<![\w(])count=(\d+)(.*)$")
+_KV = re.compile(rf"(\w+)=({NUM})")
+_SUMMARY = re.compile(r"(Average inference timings|Inference timings) in us:\s*(.*)$")
+_SUMMARY_ITEM = re.compile(rf"\s*([A-Za-z][A-Za-z ()]*?)\s*:\s*({NUM})")
+_INIT_SESSION = re.compile(rf"Initialized session in ({NUM})\s*(ms|s)\b")
+_MEM_OVERALL = re.compile(
+    rf"(?:Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):\s*"
+    rf"init=({NUM})\s+overall=({NUM})"
+)
+_MEM_PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUM})")
+_LITERT_BLOCK = re.compile(r"^=*\s*BENCHMARK RESULTS\s*=*$")
+_LITERT_ITEM = re.compile(rf"^\s*([A-Za-z][A-Za-z0-9 ()]*?):\s+({NUM})\s*(ms|MB|MB/s)?\s*(?:\((\d+) runs\))?")
+_FAILED = re.compile(r"Benchmarking failed\.?")
+_FAIL_REASON = re.compile(r"(Failed to .*|.*failed to prepare.*|Didn't find op .*|Aborted.*|Segmentation fault.*)")
+
+_OP_SECTION = re.compile(r"^=+\s*(Run Order|Top by Computation Time|Top by Memory Use|Summary by node type)\s*=+")
+
+
+@dataclass
+class OpTiming:
+    node_type: str
+    avg_ms: float
+    name: str | None = None
+
+
+@dataclass
+class LogResult:
+    """What one log says. Numbers are None when the log does not hold them."""
+
+    source: str | None = None
+    format: str | None = None  # "2018", "tflite", "litert" or None (no result)
+    status: str = "no_result"  # "ok", "failed" (the tool said so), "no_result"
+    failed: bool = True  # True unless the log holds a timed result
+    error: str | None = None
+    warmup_avg_us: float | None = None
+    inference_avg_us: float | None = None
+    init_us: float | None = None
+    first_us: float | None = None
+    count: int | None = None
+    warmup_count: int | None = None
+    std_us: float | None = None
+    min_us: float | None = None
+    max_us: float | None = None
+    median_us: float | None = None
+    memory_mb: float | None = None
+    memory_init_mb: float | None = None
+    graph: str | None = None
+    num_threads: int | None = None
+    ops: list[OpTiming] = field(default_factory=list)
+    ops_by_type: dict[str, dict] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def inference_avg_ms(self) -> float | None:
+        return None if self.inference_avg_us is None else self.inference_avg_us / 1000.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def clean_lines(text: str) -> list[tuple[str, str]]:
+    """Split a log into (level, text) pairs with prefixes and terminal noise removed.
+
+    level is "E" for error lines, "W" for warnings, "" otherwise. Tabs are kept so
+    that op-profiling tables can still be split into columns.
+    """
+    out = []
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = _ANSI.sub("", raw)
+        level = ""
+        m = _LOGCAT_LEVEL.match(line)
+        if m:
+            level = (m.group(1) or m.group(2)).replace("F", "E")
+        for pat in _PREFIXES:
+            line, n = pat.subn("", line, count=1)
+            if n:
+                break
+        m = _LEVEL.match(line)
+        if m:
+            level = {"ERROR": "E", "FATAL": "E", "WARNING": "W"}.get(m.group(1), level)
+            line = line[m.end():]
+        out.append((level, line.rstrip()))
+    return out
+
+
+def _num(s: str) -> float:
+    v = float(s)
+    if math.isnan(v) or math.isinf(v):
+        raise ValueError(s)
+    return v
+
+
+def _stat(rest: str, count: int) -> dict:
+    kv = {k: _num(v) for k, v in _KV.findall(rest)}
+    kv["count"] = count
+    if "avg" not in kv and "curr" in kv:
+        # single or identical samples print only `count=N curr=C` (+ "(all same)")
+        c = kv["curr"]
+        kv.update(first=kv.get("first", c), min=c, max=c, avg=c, std=0.0)
+    return kv
+
+
+def _parse_summary_items(body: str) -> dict[str, float]:
+    items = {}
+    for part in body.split(","):
+        m = _SUMMARY_ITEM.match(part)
+        if m:
+            items[m.group(1).strip().lower()] = _num(m.group(2))
+    return items
+
+
+def _parse_op_tables(lines: list[str]) -> tuple[list[OpTiming], dict[str, dict]]:
+    """Per-node timings of the last regular (not initialization) profile in the log."""
+    ops: list[OpTiming] = []
+    by_type: dict[str, dict] = {}
+    section = None
+    init_profile = False
+    header: list[str] | None = None
+    cur_ops: list[OpTiming] = []
+    cur_types: dict[str, dict] = {}
+    for line in lines:
+        if "Profiling Info for Benchmark Initialization" in line:
+            init_profile = True
+            continue
+        if "Profiling Info for Regular Benchmark Runs" in line:
+            init_profile = False
+            continue
+        m = _OP_SECTION.match(line.strip())
+        if m:
+            section = m.group(1)
+            header = None
+            if section == "Run Order":
+                cur_ops = []
+            if section == "Summary by node type":
+                cur_types = {}
+            continue
+        if section is None:
+            continue
+        if not line.strip():
+            if header is not None:
+                if section == "Run Order" and cur_ops and not init_profile:
+                    ops = cur_ops
+                if section == "Summary by node type" and cur_types and not init_profile:
+                    by_type = cur_types
+                section, header = None, None
+            continue
+        cols = [c.strip() for c in line.split("\t")]
+        if header is None:
+            if any(c.lower() == "[node type]" for c in cols):
+                header = [c.lower() for c in cols]
+            continue
+        if len(cols) != len(header):
+            continue
+        row = dict(zip(header, cols))
+        try:
+            node_type = row["[node type]"]
+            avg_ms = _num(row["[avg ms]"])
+        except (KeyError, ValueError):
+            continue
+        if section == "Run Order":
+            name = row.get("[name]")
+            if name:
+                name = re.sub(r":\d+$", "", name).strip("[]")
+            cur_ops.append(OpTiming(node_type, avg_ms, name))
+        elif section == "Summary by node type":
+            entry = {"avg_ms": avg_ms}
+            if row.get("[count]", "").isdigit():
+                entry["count"] = int(row["[count]"])
+            cur_types[node_type] = entry
+    # a table that runs to the end of the file
+    if section == "Run Order" and cur_ops and not init_profile:
+        ops = cur_ops
+    if section == "Summary by node type" and cur_types and not init_profile:
+        by_type = cur_types
+    if ops and not by_type:
+        for op in ops:
+            e = by_type.setdefault(op.node_type, {"avg_ms": 0.0, "count": 0})
+            e["avg_ms"] = round(e["avg_ms"] + op.avg_ms, 6)
+            e["count"] += 1
+    return ops, by_type
+
+
+def parse_text(text: str, source: str | None = None) -> LogResult:
+    res = LogResult(source=source)
+    pairs = clean_lines(text)
+    lines = [t for _, t in pairs]
+
+    headers: list[int] = []  # the iteration count each header announced
+    stats: list[dict] = []  # stat line that follows each header
+    loose_stats: list[dict] = []  # stat lines with no header (odd logs)
+    expect_stat = False
+    summary: dict[str, float] | None = None
+    summary_kind = None
+    litert: dict[str, tuple[float, str | None, int | None]] = {}
+    in_litert = False
+    failed_line = False
+    errors: list[str] = []
+
+    for level, line in pairs:
+        s = line.strip()
+        if not s:
+            continue
+        if level == "E":
+            errors.append(s)
+        m = _HEADER.search(s)
+        if m:
+            headers.append(int(m.group(1)))
+            expect_stat = True
+            continue
+        m = _STAT.search(s)
+        if m and "Timings (" not in s and "Memory (" not in s:
+            st = _stat(m.group(2), int(m.group(1)))
+            if expect_stat:
+                stats.append(st)
+                expect_stat = False
+            else:
+                loose_stats.append(st)
+            continue
+        m = _SUMMARY.search(s)
+        if m:
+            summary = _parse_summary_items(m.group(2))
+            summary_kind = "2018" if m.group(1).startswith("Average") else "tflite"
+            continue
+        if _LITERT_BLOCK.search(s):
+            in_litert = True
+            continue
+        if in_litert:
+            if s.startswith("====="):
+                # the block's closing rule (a rule right under the title is decoration)
+                in_litert = not litert
+                continue
+            m = _LITERT_ITEM.match(s)
+            if m:
+                litert[m.group(1).strip().lower()] = (_num(m.group(2)), m.group(3), int(m.group(4)) if m.group(4) else None)
+            continue
+        m = _INIT_SESSION.search(s)
+        if m and res.init_us is None:
+            v = _num(m.group(1))
+            res.init_us = v * (1e6 if m.group(2) == "s" else 1e3)
+            continue
+        m = _MEM_OVERALL.search(s)
+        if m:
+            res.memory_init_mb, res.memory_mb = _num(m.group(1)), _num(m.group(2))
+            continue
+        m = _MEM_PEAK.search(s)
+        if m:
+            res.memory_mb = _num(m.group(1))
+            continue
+        if _FAILED.search(s):
+            failed_line = True
+            continue
+        if _FAIL_REASON.search(s) and s not in errors:
+            errors.append(s)
+        if s.startswith("Graph: [") and res.graph is None:
+            res.graph = s[len("Graph: ["):].rstrip("]")
+        elif s.startswith("Num threads: [") and res.num_threads is None:
+            try:
+                res.num_threads = int(s[len("Num threads: ["):].rstrip("]"))
+            except ValueError:
+                pass
+
+    # stat lines: first header = warm-up, second = timed runs
+    warm = stats[0] if len(stats) >= 1 else None
+    timed = stats[1] if len(stats) >= 2 else None
+    if not headers and len(loose_stats) >= 2:
+        warm, timed = loose_stats[0], loose_stats[1]
+    if warm:
+        res.warmup_count = int(warm["count"])
+        res.warmup_avg_us = warm.get("avg")
+        res.first_us = warm.get("first")
+    if timed:
+        res.count = int(timed["count"])
+        res.inference_avg_us = timed.get("avg")
+        res.std_us = timed.get("std")
+        res.min_us = timed.get("min")
+        res.max_us = timed.get("max")
+        res.median_us = timed.get("median")
+
+    if summary is not None:
+        res.format = summary_kind
+        w = summary.get("warmup (avg)", summary.get("warmup"))
+        if res.warmup_avg_us is None and w is not None:
+            res.warmup_avg_us = w
+        inf = summary.get("inference (avg)", summary.get("inference", summary.get("no stats")))
+        if res.inference_avg_us is None and inf is not None:
+            res.inference_avg_us = inf
+        if "init" in summary:
+            res.init_us = summary["init"]
+        if "first inference" in summary:
+            res.first_us = summary["first inference"]
+
+    if litert:
+        res.format = res.format or "litert"
+
+        def ms(key):
+            v = litert.get(key)
+            return None if v is None else v[0] * 1000.0
+
+        if "model initialization" in litert:
+            res.init_us = ms("model initialization")
+        first = ms("warmup (first)") if "warmup (first)" in litert else ms("first inference")
+        if first is not None:
+            res.first_us = first
+        if timed is None:
+            # the stat lines (µs, 6 digits) beat the block (ms, 2 decimals) when both exist
+            res.warmup_avg_us = ms("warmup (avg)") if "warmup (avg)" in litert else res.warmup_avg_us
+            if "warmup (avg)" in litert and litert["warmup (avg)"][2] is not None:
+                res.warmup_count = litert["warmup (avg)"][2]
+            res.inference_avg_us = ms("inference (avg)")
+            if "inference (avg)" in litert and litert["inference (avg)"][2] is not None:
+                res.count = litert["inference (avg)"][2]
+            res.min_us = ms("inference (min)")
+            res.max_us = ms("inference (max)")
+            res.std_us = ms("inference (std)")
+            res.median_us = ms("inference (median)")
+        if "overall footprint" in litert:
+            res.memory_mb = litert["overall footprint"][0]
+        if "init footprint" in litert:
+            res.memory_init_mb = litert["init footprint"][0]
+        if "peak memory" in litert:
+            res.memory_mb = litert["peak memory"][0]
+
+    res.ops, res.ops_by_type = _parse_op_tables(lines)
+    res.details = errors
+
+    has_result = res.inference_avg_us is not None and (summary is not None or litert or timed is not None)
+    if has_result and res.count == 0:
+        has_result = False
+    if has_result:
+        res.status, res.failed, res.error = "ok", False, None
+        if res.format is None:
+            res.format = "tflite"
+    elif failed_line or errors:
+        res.status, res.failed = "failed", True
+        reason = next((e for e in reversed(errors) if e.startswith("Failed to")), None)
+        reason = reason or (errors[0] if errors else None)
+        res.error = f"Benchmarking failed: {reason}" if reason else "Benchmarking failed (the log gives no reason)"
+        res.format = None
+    else:
+        res.status, res.failed, res.format = "no_result", True, None
+        if not any(l.strip() for l in lines):
+            res.error = "no result: the log is empty"
+        elif not headers and not summary and "STARTING!" not in text:
+            res.error = "no result: this does not look like a benchmark_model log"
+        elif len(stats) == 1:
+            res.error = "no result: the log ends after the warm-up (run cut short?)"
+        else:
+            res.error = "no result: the log ends before the timed runs finished (run cut short?)"
+    return res
+
+
+def parse_file(path: str | Path) -> LogResult:
+    p = Path(path)
+    text = p.read_bytes().decode("utf-8", errors="replace")
+    return parse_text(text, source=str(p))

@@ -1,0 +1,83 @@
+"""The benchmark protocol: how many warm-up and timed invocations, how many runs, on
+how many threads, pinned to which cores, with which delegate.
+
+The defaults are the Pixel-1 protocol of the AMC release: 1 thread, 100 warm-up and
+200 timed invocations per run, 3 runs, each run one fresh interpreter (or one
+`benchmark_model` invocation). The headline is the mean of the runs' averages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+DELEGATES = ("xnnpack", "none", "gpu", "nnapi")
+LOCAL_DELEGATES = ("xnnpack", "none")
+
+# benchmark_model treats --warmup_runs/--num_runs as minimums unless the time floors are
+# zero; --max_secs caps both loops, so it is set far beyond any real run.
+DEFAULT_MAX_SECS = 100000
+
+_MASK = re.compile(r"^(0x)?[0-9a-fA-F]+$")
+
+
+class ProtocolError(ValueError):
+    """A protocol field is out of range; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    warmup: int = 100
+    runs: int = 200
+    repeats: int = 3
+    threads: int = 1
+    delegate: str = "xnnpack"
+    taskset: str | None = None
+    max_secs: int = DEFAULT_MAX_SECS
+
+    def __post_init__(self):
+        if self.warmup < 0:
+            raise ProtocolError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.runs < 1:
+            raise ProtocolError(f"--runs must be >= 1, got {self.runs}")
+        if self.repeats < 1:
+            raise ProtocolError(f"--repeats must be >= 1, got {self.repeats}")
+        if self.threads < 1:
+            raise ProtocolError(f"--threads must be >= 1, got {self.threads}")
+        if self.delegate not in DELEGATES:
+            raise ProtocolError(f"--delegate must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+        if self.taskset is not None and (not _MASK.match(self.taskset) or taskset_cpus(self.taskset) == []):
+            raise ProtocolError(f"--taskset wants a non-zero hex CPU mask such as f0, got {self.taskset!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def benchmark_model_args(self, graph: str) -> list[str]:
+        """The `benchmark_model` flags for one run of this protocol (exact counts)."""
+        args = [
+            f"--graph={graph}",
+            f"--num_threads={self.threads}",
+            f"--warmup_runs={self.warmup}",
+            "--warmup_min_secs=0",
+            f"--num_runs={self.runs}",
+            "--min_secs=0",
+            f"--max_secs={self.max_secs}",
+        ]
+        if self.delegate == "xnnpack":
+            args.append("--use_xnnpack=true")
+        elif self.delegate == "none":
+            args.append("--use_xnnpack=false")
+        elif self.delegate == "gpu":
+            args.append("--use_gpu=true")
+        elif self.delegate == "nnapi":
+            args.append("--use_nnapi=true")
+        return args
+
+
+PIXEL1 = Protocol()
+
+
+def taskset_cpus(mask: str) -> list[int]:
+    """CPU indices selected by a hex affinity mask (`f0` -> [4, 5, 6, 7])."""
+    value = int(mask, 16)
+    return [i for i in range(value.bit_length()) if value >> i & 1]

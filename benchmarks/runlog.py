@@ -1,0 +1,180 @@
+"""Where runs leave their traces: `LOGDIR/<name>_run<k>.txt` (raw benchmark_model-format
+output, one file per run, written atomically) and `LOGDIR/<name>.bench.json` (the
+manifest: protocol, target, expected runs, per-run status and device state).
+
+`logs summarize` needs only the .txt files; the manifest lets it also say which runs
+are missing and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from amc_tf.errors import AmcError, OutputExistsError
+
+RUN_FILE = re.compile(r"^(?P<name>.+)_run(?P<k>\d+)\.txt$")
+_NAME_OK = re.compile(r"^[A-Za-z0-9._@+-]+$")
+
+
+@dataclass
+class RunRecord:
+    """What happened to one run. status: ok | failed | no_result | lost | missing."""
+
+    k: int
+    status: str
+    log: str | None = None
+    inference_avg_us: float | None = None
+    count: int | None = None
+    error: str | None = None
+    returncode: int | None = None
+    duration_s: float | None = None
+    device_before: dict | None = None
+    device_after: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchRecord:
+    """One model benchmarked on one target: the manifest's content."""
+
+    name: str
+    model: str
+    model_sha256: str
+    target: str
+    protocol: dict
+    runner: dict = field(default_factory=dict)
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.runs) == self.protocol["repeats"] and all(r.status == "ok" for r in self.runs)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["expected_runs"] = self.protocol["repeats"]
+        d["ok"] = self.ok
+        return d
+
+
+def check_name(name: str) -> str:
+    if not _NAME_OK.match(name) or RUN_FILE.match(name + ".txt"):
+        raise AmcError(
+            f"--name {name!r} is not usable in a log file name (letters, digits, . _ - + @ only, "
+            "and it must not itself end in _run<k>)"
+        )
+    return name
+
+
+def log_path(logdir: Path, name: str, k: int) -> Path:
+    return Path(logdir) / f"{name}_run{k}.txt"
+
+
+def manifest_path(logdir: Path, name: str) -> Path:
+    return Path(logdir) / f"{name}.bench.json"
+
+
+def existing_logs(logdir: Path, name: str) -> list[Path]:
+    logdir = Path(logdir)
+    if not logdir.is_dir():
+        return []
+    out = []
+    for p in logdir.iterdir():
+        m = RUN_FILE.match(p.name)
+        if m and m.group("name") == name:
+            out.append(p)
+    return sorted(out)
+
+
+def claim_logdir(logdir: Path, names: list[str], force: bool) -> None:
+    """Refuse to mix new runs with old logs of the same name unless --force, in which
+    case the old logs (and partial logs and manifest) of those names are removed."""
+    logdir = Path(logdir)
+    clash = [p for n in names for p in existing_logs(logdir, n)]
+    if clash and not force:
+        raise OutputExistsError(
+            f"{len(clash)} log(s) already in {logdir} for {', '.join(sorted({RUN_FILE.match(p.name)['name'] for p in clash}))} "
+            f"(e.g. {clash[0].name}); pass --force to replace them or choose another --logdir/--name"
+        )
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AmcError(f"cannot create log directory {logdir}: {exc.strerror}") from None
+    if force:
+        for n in names:
+            for p in existing_logs(logdir, n) + sorted(logdir.glob(f"{glob_escape(n)}_run*.partial.txt")):
+                p.unlink()
+            mp = manifest_path(logdir, n)
+            if mp.exists():
+                mp.unlink()
+
+
+def glob_escape(s: str) -> str:
+    return re.sub(r"([*?\[\]])", r"[\1]", s)
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_manifest(logdir: Path, record: BenchRecord) -> Path:
+    p = manifest_path(logdir, record.name)
+    atomic_write(p, json.dumps(record.as_dict(), indent=2) + "\n")
+    return p
+
+
+def read_manifest(logdir: Path, name: str) -> dict | None:
+    p = manifest_path(logdir, name)
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_model(path: str | Path) -> Path:
+    """A readable TFLite flatbuffer (file identifier `TFL3` at byte 4), else AmcError."""
+    p = Path(path)
+    if not p.exists():
+        raise AmcError(f"model not found: {p}")
+    if not p.is_file():
+        raise AmcError(f"model is not a file: {p}")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise AmcError(f"cannot read model {p}: {exc.strerror}") from None
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise AmcError(f"not a TFLite model (no TFL3 flatbuffer identifier): {p}")
+    return p
