@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+
+# TensorFlow's C++ start-up chatter (CPU feature notices, absl warnings) is noise for CLI
+# users; a user who wants it can set TF_CPP_MIN_LOG_LEVEL=0.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click
 

@@ -1,3 +1,105 @@
-"""`amc-tf convert` and `amc-tf profile` (filled in by the converter work)."""
+"""`amc-tf convert` and `amc-tf profile`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+from amc_tf.cli import emit_json, handle_errors
+from amc_tf.errors import AmcError
+from amc_tf.profiles import PROFILE_NAMES
+
+
+def _progress(quiet: bool):
+    def report(msg: str) -> None:
+        if not quiet:
+            click.echo(f"amc-tf: {msg}", err=True)
+
+    return report
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Output directory (model.tflite, saved_model/, slim/, report.json).")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), help="Assert the checkpoint has this AMC profile's channels.")
+@click.option("--activation", type=click.Choice(["relu", "relu6"]),
+              help="Override the activation (default: ReLU for V1 as in AMC's code, ReLU6 for V2).")
+@click.option("--bn-eps", type=float, default=1e-5, show_default=True, help="BatchNorm epsilon of the source model.")
+@click.option("--input-size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input height and width.")
+@click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch self-check.")
+@click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@handle_errors
+def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, no_verify, force, as_json, quiet):
+    """Convert a PyTorch MobileNetV1/V2 checkpoint (any channel pruning) to TFLite,
+    a SavedModel and a TF-slim checkpoint.
+
+    \b
+    Example:
+      amc-tf convert checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar -o out/0.5flops --profile 0.5flops
+    """
+    from converters.convert import ConvertOptions
+    from converters.convert import convert as run
+
+    options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, input_size=input_size,
+                             verify=not no_verify, force=force)
+    report = run(checkpoint, outdir, options, progress=_progress(quiet))
+    if as_json:
+        emit_json(report)
+        return
+    spec = report["network"]
+    click.echo(f"{outdir}: {spec['family']} {'/'.join(str(c) for c in spec['channels'])}")
+    click.echo(f"  MACs {report['macs'] / 1e6:.1f}M  params {report['params'] / 1e6:.3f}M  "
+               f"tflite {report['artifacts']['tflite']['bytes'] / 1e6:.2f} MB  in {report['timings_s']['total']:.1f}s")
+    ver = report["verification"]
+    if ver.get("skipped"):
+        click.echo("  verification skipped (--no-verify)")
+    else:
+        for pair, fig in ver["pairs"].items():
+            click.echo(f"  {pair:<18} max|diff| {fig['max_abs_diff']:.2e}  top-1 agreement {fig['top1_agreement']:.0%}")
+        click.echo(f"  verification {'passed' if ver['passed'] else 'FAILED'} (tolerance {ver['tolerance']:.2e})"
+                   + (f"; {ver['note']}" if "note" in ver else ""))
+
+
+@click.command()
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), help="A named AMC profile (alone, or to check CHECKPOINT).")
+@click.option("--input-size", type=click.IntRange(32, 1024), default=224, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help='Print {"macs": int, "params": int, "layers": [...]}.')
+@handle_errors
+def profile(checkpoint, profile, input_size, as_json):
+    """Per-layer and total multiply-adds and parameters of a checkpoint or a named profile.
+
+    \b
+    Examples:
+      amc-tf profile --profile 0.5flops
+      amc-tf profile checkpoints/mobilenetv2_imagenet_0.7amc_70.854.pth.tar --json
+    """
+    from amc_tf.flops import count
+    from amc_tf.profiles import check_profile, profile_spec
+
+    if checkpoint is None and profile is None:
+        raise AmcError("give a CHECKPOINT or --profile NAME")
+    if checkpoint is not None:
+        from amc_tf.checkpoint import load_state_dict
+        from converters.pytorch_frontend import infer_network
+
+        spec = infer_network(load_state_dict(checkpoint), input_size=input_size).spec
+        if profile:
+            check_profile(spec, profile)
+    else:
+        spec = profile_spec(profile).with_changes(input_size=input_size)
+    result = count(spec)
+    if as_json:
+        emit_json({"family": spec.family, "input_size": spec.input_size, **result})
+        return
+    click.echo(f"{'layer':<42} {'cin':>5} {'cout':>5} {'k':>2} {'s':>2} {'out':>4} {'MACs':>12} {'params':>10}")
+    for r in result["layers"]:
+        click.echo(f"{r['name']:<42} {r['cin']:>5} {r['cout']:>5} {r['kernel']:>2} {r['stride']:>2} "
+                   f"{r['out_size']:>4} {r['macs']:>12,} {r['params']:>10,}")
+    click.echo(f"{'total':<42} {'':>5} {'':>5} {'':>2} {'':>2} {'':>4} {result['macs']:>12,} {result['params']:>10,}")
+    click.echo(f"{spec.family}: {result['macs'] / 1e6:.1f}M MACs, {result['params'] / 1e6:.3f}M params at {spec.input_size}x{spec.input_size}")
+
+
+COMMANDS = [convert, profile]

@@ -1,0 +1,276 @@
+"""The conversion pipeline: checkpoint -> Network -> TF builder -> exports + report.json.
+
+Everything is written into a temporary directory beside OUTDIR and moved into place only
+when complete, so a failed conversion leaves nothing half-written, and an existing OUTDIR
+is replaced only with `force`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from amc_tf import __version__
+from amc_tf.errors import AmcError, OutputExistsError
+from amc_tf.flops import count as count_macs
+from amc_tf.netspec import Network
+from amc_tf.profiles import check_profile
+
+
+class VerificationFailed(AmcError):
+    """The exports were written but disagree with each other beyond the tolerance. Exit 1."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    profile: str | None = None
+    activation: str | None = None
+    bn_eps: float = 1e-5
+    input_size: int = 224
+    verify: bool = True
+    force: bool = False
+    verify_batch: int = 2
+    rel_tolerance: float = 1e-4  # max abs diff allowed, as a fraction of max |logit|
+
+
+Progress = Callable[[str], None]
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verification_batch(network: Network, n: int = 2, seed: int = 0) -> np.ndarray:
+    """A fixed batch of normalised-image-like inputs (NHWC float32)."""
+    s = network.spec.input_size
+    return np.random.default_rng(seed).standard_normal((n, s, s, network.spec.in_ch)).astype(np.float32)
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> dict:
+    """Agreement figures between two logit batches."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cos = np.sum(a64 * b64, axis=1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1) + 1e-30)
+    return {
+        "max_abs_diff": float(np.max(np.abs(a64 - b64))),
+        "mean_abs_diff": float(np.mean(np.abs(a64 - b64))),
+        "min_cosine": float(np.min(cos)),
+        "top1_agreement": float(np.mean(a.argmax(1) == b.argmax(1))),
+    }
+
+
+def tool_versions() -> dict:
+    import tensorflow as tf
+
+    from amc_tf.torch_reference import torch_version
+
+    try:
+        from importlib.metadata import version
+
+        litert = version("ai-edge-litert")
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        litert = None
+    return {
+        "amc_tf": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "ai_edge_litert": litert,
+        "numpy": np.__version__,
+        "torch": torch_version(),
+    }
+
+
+def verify(model, network: Network, tflite_path: Path, reference: tuple[str, np.ndarray] | None,
+           options: ConvertOptions) -> dict:
+    """Run TF and TFLite on the fixed batch and compare all pairs, with the reference's logits
+    (e.g. ("torch", logits)) when given."""
+    from converters.exporters import run_tflite
+
+    x = verification_batch(network, options.verify_batch)
+    outputs = {"tf": model(x).numpy(), "tflite": run_tflite(tflite_path, x)}
+    reference_name = None
+    if reference is not None:
+        reference_name, outputs[reference_name] = reference
+    base = outputs[reference_name or "tf"]
+    max_logit = float(np.max(np.abs(base)))
+    tol = options.rel_tolerance * max_logit
+    names = list(outputs)
+    pairs = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pairs[f"{a}_vs_{b}"] = compare(outputs[a], outputs[b])
+    passed = all(p["max_abs_diff"] <= tol and p["top1_agreement"] == 1.0 for p in pairs.values())
+    return {
+        "inputs": f"{options.verify_batch} x standard normal NHWC, seed 0",
+        "reference": reference_name or "tf",
+        "max_abs_logit": max_logit,
+        "tolerance": tol,
+        "pairs": pairs,
+        "passed": passed,
+    }
+
+
+class _PendingReference:
+    """The reference runtime's logits for the verification batch, computed in a worker process
+    so that importing torch (~1.5 s) overlaps with importing TensorFlow and exporting."""
+
+    def __init__(self, name: str, fn, *args):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.name = name
+        # spawn, not fork: the parent may already hold TensorFlow's threads.
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._future = self._pool.submit(fn, *args)
+
+    def result(self) -> tuple[str, np.ndarray]:
+        try:
+            return self.name, self._future.result()
+        finally:
+            self._pool.shutdown()
+
+    def cancel(self) -> None:
+        self._future.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_reference(checkpoint, network: Network, options: ConvertOptions) -> _PendingReference | None:
+    from amc_tf import torch_reference
+
+    if network.source.get("frontend") != "pytorch" or not torch_reference.torch_available():
+        return None
+    x = verification_batch(network, options.verify_batch)
+    return _PendingReference("torch", torch_reference.reference_logits, os.fspath(checkpoint), network.spec,
+                             network.source["layer_keys"], x)
+
+
+def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: ConvertOptions = ConvertOptions(),
+            progress: Progress = lambda msg: None) -> dict:
+    """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}."""
+    outdir = Path(outdir)
+    if outdir.exists() and not options.force:
+        raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    progress(f"reading {checkpoint}")
+    from converters.frontends import load
+
+    network, _ = load(checkpoint, activation=options.activation, bn_eps=options.bn_eps,
+                               input_size=options.input_size)
+    if options.profile:
+        check_profile(network.spec, options.profile)
+    timings["read"] = time.perf_counter() - t0
+    reference = _start_reference(checkpoint, network, options) if options.verify else None
+
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like any mkdir
+    try:
+        report = _export(network, reference, tmp, options, timings, progress)
+        report["source"].update({"sha256": _sha256(checkpoint), "bytes": os.path.getsize(checkpoint)})
+        if options.profile:
+            report["network"]["profile"] = options.profile
+        timings["total"] = time.perf_counter() - t0
+        report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        _move_into_place(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if reference is not None:
+            reference.cancel()
+        raise
+    verification = report.get("verification", {})
+    if verification.get("passed") is False:
+        raise VerificationFailed(
+            f"exports written to {outdir}, but they disagree beyond tolerance {verification['tolerance']:.3g}: "
+            + ", ".join(f"{k} max diff {v['max_abs_diff']:.3g}" for k, v in verification["pairs"].items())
+        )
+    return report
+
+
+def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions, timings: dict, progress: Progress) -> dict:
+    from converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
+    from converters.tf_builder import build
+
+    t = time.perf_counter()
+    progress("building the TF graph")
+    model = build(network)
+    timings["build"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress("writing model.tflite")
+    tflite_path = tmp / "model.tflite"
+    tflite_size = write_tflite(model, tflite_path)
+    timings["tflite"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress("writing saved_model/")
+    write_saved_model(model, tmp / "saved_model")
+    timings["saved_model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress("writing slim/model.ckpt")
+    (tmp / "slim").mkdir()
+    names = write_slim_checkpoint(model, tmp / "slim" / "model.ckpt")
+    timings["slim"] = time.perf_counter() - t
+
+    macs = count_macs(network.spec)
+    report = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {k: v for k, v in network.source.items() if k != "layer_keys"},
+        "network": network.spec.to_dict(),
+        "macs": macs["macs"],
+        "params": macs["params"],
+        "layers": macs["layers"],
+        "artifacts": {
+            "tflite": {"path": "model.tflite", "bytes": tflite_size, "ops": tflite_op_histogram(tflite_path),
+                       "input": [1, network.spec.input_size, network.spec.input_size, network.spec.in_ch],
+                       "dtype": "float32"},
+            "saved_model": {"path": "saved_model", "signature": "serving_default", "input": "input", "output": "logits"},
+            "slim_checkpoint": {"prefix": "slim/model.ckpt", "variables": len(names)},
+        },
+        "tools": tool_versions(),
+    }
+    if options.verify:
+        t = time.perf_counter()
+        progress("verifying TF, TFLite" + (f" and {reference.name}" if reference else ""))
+        ref = reference.result() if reference is not None else None
+        report["verification"] = verify(model, network, tflite_path, ref, options)
+        if reference is None and network.source.get("frontend") == "pytorch":
+            report["verification"]["note"] = "torch is not installed: PyTorch was not compared"
+        timings["verify"] = time.perf_counter() - t
+    else:
+        report["verification"] = {"skipped": True}
+    return report
+
+
+def _move_into_place(tmp: Path, outdir: Path) -> None:
+    if outdir.exists():
+        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
+        os.replace(outdir, old)
+        os.replace(tmp, outdir)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        os.replace(tmp, outdir)
