@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,6 +136,13 @@ def _f(v: float | None, nd: int = 1) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _decimals(v: float | None, base: int) -> int:
+    """`base` decimals, more for small latencies so at least 3 significant digits show."""
+    if not v or v <= 0:
+        return base
+    return max(base, 2 - math.floor(math.log10(v)))
+
+
 def _runs_cell(m: ModelSummary) -> str:
     total = max(len(m.runs), m.expected_runs or 0)
     return f"{m.n_ok}/{total}"
@@ -146,8 +154,10 @@ def to_markdown(models: list[ModelSummary], baseline: str | None = None) -> str:
         head.append(f"vs {baseline}")
     rows = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for m in models:
-        avgs = ", ".join(_f(r.avg_ms, 2) if r.status == "ok" else r.status for r in m.runs)
-        cells = [m.name, _f(m.mean_ms), _f(m.std_ms, 2), _f(m.min_ms), _f(m.median_ms), _f(m.max_ms), _runs_cell(m), avgs]
+        nd = _decimals(m.mean_ms, 1)
+        avgs = ", ".join(_f(r.avg_ms, nd + 1) if r.status == "ok" else r.status for r in m.runs)
+        cells = [m.name, _f(m.mean_ms, nd), _f(m.std_ms, nd + 1), _f(m.min_ms, nd), _f(m.median_ms, nd),
+                 _f(m.max_ms, nd), _runs_cell(m), avgs]
         if baseline:
             cells.append("-" if m.ratio_to_baseline is None else f"{m.ratio_to_baseline:.3f}")
         rows.append("| " + " | ".join(cells) + " |")
@@ -161,7 +171,9 @@ def to_text(models: list[ModelSummary], baseline: str | None = None) -> str:
         head.append(f"x {baseline}")
     body = []
     for m in models:
-        row = [m.name, _f(m.mean_ms, 2), _f(m.std_ms, 2), _f(m.min_ms, 2), _f(m.median_ms, 2), _f(m.max_ms, 2), _runs_cell(m)]
+        nd = _decimals(m.mean_ms, 2)
+        row = [m.name, _f(m.mean_ms, nd), _f(m.std_ms, nd), _f(m.min_ms, nd), _f(m.median_ms, nd), _f(m.max_ms, nd),
+               _runs_cell(m)]
         if baseline:
             row.append("-" if m.ratio_to_baseline is None else f"{m.ratio_to_baseline:.3f}")
         body.append(row)

@@ -74,7 +74,7 @@ def test_cli_formats(tmp_path, fmt):
         assert {r["ratio_to_baseline"] for r in rows if r["model"] == "small"} == {"0.5000"}
     elif fmt == "markdown":
         assert "| Model | Latency (ms) |" in out
-        assert "| small | 1.0 | 0.10 | 0.9 | 1.0 | 1.1 | 3/3 | 1.00, 1.10, 0.90 | 0.500 |" in out
+        assert "| small | 1.00 | 0.100 | 0.90 | 1.00 | 1.10 | 3/3 | 1.000, 1.100, 0.900 | 0.500 |" in out
     else:
         line = next(l for l in out.splitlines() if l.startswith("small"))
         assert line.split() == ["small", "1.00", "0.10", "0.90", "1.00", "1.10", "3/3", "0.500"]
@@ -84,7 +84,7 @@ def test_cli_incomplete_exits_3_and_still_prints(tmp_path):
     write_runs(tmp_path, "m", [1000, None, 1000])
     res = CliRunner().invoke(main, ["logs", "summarize", str(tmp_path)])
     assert res.exit_code == 3
-    assert "m: run 2 failed" in res.output and "1.00" in res.output
+    assert "m: run 2 failed" in res.output and " 1.00 " in res.output
 
 
 @pytest.mark.parametrize("args,msg", [
