@@ -258,7 +258,9 @@ def load_pickled(path: str | os.PathLike) -> Any:
     if zipfile.is_zipfile(path):
         return _load_zip(path)
     with open(path, "rb") as fh:
-        head = fh.read(2)
+        head = fh.read(4)
+    if head == b"PK\x03\x04":
+        raise CheckpointError(f"{path}: truncated or corrupt zip checkpoint (no central directory)")
     if len(head) < 2 or head[0] != 0x80:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither zip archive nor pickle stream)")
     return _load_legacy(path)

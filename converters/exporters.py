@@ -42,12 +42,11 @@ def tflite_bytes(model: SlimMobileNet) -> bytes:
     # Weights traced in as constants, so the converter neither writes a temporary SavedModel
     # nor runs its variable-freezing pass: several times faster, the same flatbuffer ops.
     concrete = model.serving_function(batch=1, frozen=True).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # it warns that this (the fast) path wants a trackable object
     try:
-        return converter.convert()
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
     finally:
         absl_logger.setLevel(level)
 
