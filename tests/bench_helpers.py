@@ -107,3 +107,21 @@ def write_runs(logdir: Path, name: str, avgs_us: list, start_k: int = 1) -> list
             p.write_text(current_log(timed=(200, avg, avg, avg - 10, avg + 10, f"{avg:g}", 5)))
         paths.append(p)
     return paths
+
+
+def install_fake(name: str, dest_dir: Path) -> Path:
+    """Copy a stand-in from tests/fakes into dest_dir, executable.
+
+    The copy's shebang names this interpreter with -S (the stand-ins need only the
+    standard library): `/usr/bin/env python3` may be a slow version-manager shim, and
+    the adb tests start the stand-ins a few hundred times.
+    """
+    import sys
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    src = (FAKES / name).read_text()
+    body = src.split("\n", 1)[1] if src.startswith("#!") else src
+    dest = dest_dir / name
+    dest.write_text(f"#!{sys.executable} -S\n{body}")
+    dest.chmod(0o755)
+    return dest

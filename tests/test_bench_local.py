@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import benchmarks.local as local
 from amc_tf.cli import main
-from bench_helpers import FAKES
+from bench_helpers import install_fake
 from benchmarks.logparse import parse_file
 from benchmarks.protocol import Protocol
 
@@ -160,10 +160,7 @@ def test_taskset_pins_the_run_and_restores_affinity(tiny_tflite, tmp_path, monke
 
 
 def test_host_benchmark_binary_gets_exact_count_flags(tiny_tflite, tmp_path):
-    binary = tmp_path / "bin" / "benchmark_model"
-    binary.parent.mkdir()
-    binary.write_bytes((FAKES / "benchmark_model").read_bytes())
-    binary.chmod(0o755)
+    binary = install_fake("benchmark_model", tmp_path / "bin")
     logdir = tmp_path / "logs"
     res = CliRunner().invoke(main, ["bench", str(tiny_tflite), "--benchmark-binary", str(binary), "--warmup", "3",
                                     "--runs", "5", "--logdir", str(logdir), "--json"])
@@ -182,9 +179,7 @@ def test_host_benchmark_binary_gets_exact_count_flags(tiny_tflite, tmp_path):
 
 
 def test_host_binary_failing_at_run_2_keeps_the_others(tiny_tflite, tmp_path, monkeypatch):
-    binary = tmp_path / "benchmark_model"
-    binary.write_bytes((FAKES / "benchmark_model").read_bytes())
-    binary.chmod(0o755)
+    binary = install_fake("benchmark_model", tmp_path)
     monkeypatch.setenv("FAKE_BM_FAIL_AT", "2")
     res = CliRunner().invoke(main, ["bench", str(tiny_tflite), "--benchmark-binary", str(binary), "--warmup", "1",
                                     "--runs", "2", "--logdir", str(tmp_path / "logs"), "--json"])

@@ -1,0 +1,386 @@
+"""The Android target: the real `adb` client drives `benchmark_model` on devices.
+
+Every adb call names its device (`adb -s SERIAL`). Binary and models go to
+/data/local/tmp (the one place shell users may execute from); a push is skipped when
+the remote file's size and sha256 already match. Each run is one benchmark_model
+invocation with the exact-count flags, optionally under `taskset MASK`; its raw output
+(stdout and stderr, merged on the device) is written to its log as soon as the run
+ends, so a device lost at run 3 keeps runs 1-2. Before and after every run the device
+state is recorded (model, Android version, governors, frequencies, temperatures).
+Several serials run in parallel, one worker thread per device.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from amc_tf.errors import AmcError, DeviceError
+from benchmarks.logparse import parse_text
+from benchmarks.protocol import Protocol
+from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, sha256_file,
+                               write_manifest)
+
+REMOTE_DIR = "/data/local/tmp"
+ADB_HINT = "install it with `apt-get install adb`, or pass --adb PATH or set $ADB"
+RUN_TIMEOUT_S = 3600
+RC_MARK = "__AMC_RC="
+
+Progress = Callable[[str], None]
+
+# What the device exposes, one `key=value` a line; every read may fail harmlessly.
+INFO_SCRIPT = r"""
+echo "model=$(getprop ro.product.model)"
+echo "android=$(getprop ro.build.version.release)"
+echo "sdk=$(getprop ro.build.version.sdk)"
+for c in /sys/devices/system/cpu/cpu[0-9]*; do n=${c##*/}; echo "$n.governor=$(cat $c/cpufreq/scaling_governor 2>/dev/null)"; echo "$n.cur_khz=$(cat $c/cpufreq/scaling_cur_freq 2>/dev/null)"; done
+echo "battery.temp=$(cat /sys/class/power_supply/battery/temp 2>/dev/null)"
+for z in /sys/class/thermal/thermal_zone*; do echo "thermal.$(cat $z/type 2>/dev/null)=$(cat $z/temp 2>/dev/null)"; done
+""".strip()
+
+
+def resolve_adb(path: str | None) -> str:
+    cand = path or os.environ.get("ADB") or shutil.which("adb")
+    if not cand:
+        raise DeviceError(f"adb not found: {ADB_HINT}")
+    p = Path(cand)
+    if not p.is_file():
+        found = shutil.which(cand)
+        if not found:
+            raise DeviceError(f"adb not found at {cand}: {ADB_HINT}")
+        p = Path(found)
+    if not os.access(p, os.X_OK):
+        raise DeviceError(f"adb at {p} is not executable")
+    return str(p)
+
+
+class Adb:
+    """A thin wrapper over the adb command line; every device call passes -s SERIAL."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([self.path] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(args, 124, b"", f"adb {args[0]} timed out after {timeout:g}s".encode())
+        except OSError as exc:
+            raise DeviceError(f"cannot run adb ({self.path}): {exc.strerror}") from None
+
+    @staticmethod
+    def _text(b: bytes) -> str:
+        return b.decode("utf-8", errors="replace")
+
+    def devices(self) -> dict[str, str]:
+        proc = self._run(["devices"])
+        if proc.returncode != 0:
+            raise DeviceError(f"`adb devices` failed: {self._text(proc.stderr).strip() or proc.returncode}")
+        out = {}
+        for line in self._text(proc.stdout).splitlines():
+            line = line.strip()
+            if not line or line.startswith(("List of devices", "*")):
+                continue
+            parts = line.split(None, 1)
+            if len(parts) == 2:
+                state = parts[1]
+                out[parts[0]] = "no permissions" if state.startswith("no permissions") else state.split()[0]
+        return out
+
+    def get_state(self, serial: str) -> tuple[str | None, str]:
+        """("device"|"offline"|..., "") or (None, adb's error message)."""
+        proc = self._run(["-s", serial, "get-state"], timeout=30)
+        if proc.returncode == 0:
+            return self._text(proc.stdout).strip(), ""
+        return None, (self._text(proc.stderr) + self._text(proc.stdout)).strip()
+
+    def shell(self, serial: str, command: str, timeout: float = 120) -> tuple[int, str, str]:
+        proc = self._run(["-s", serial, "shell", command], timeout=timeout)
+        return proc.returncode, self._text(proc.stdout), self._text(proc.stderr)
+
+    def push(self, serial: str, local: Path, remote: str) -> tuple[int, str]:
+        proc = self._run(["-s", serial, "push", str(local), remote], timeout=600)
+        return proc.returncode, (self._text(proc.stderr) + self._text(proc.stdout)).strip()
+
+
+def state_problem(serial: str, state: str) -> str | None:
+    if state == "device":
+        return None
+    if state == "unauthorized":
+        return (f"device {serial} is unauthorized: unlock it and accept the 'Allow USB debugging' prompt "
+                "(or revoke USB debugging authorisations and reconnect)")
+    if state == "offline":
+        return f"device {serial} is offline: reconnect it (or run `adb reconnect`)"
+    if state == "no permissions":
+        return f"device {serial}: no permissions (add a udev rule for it, or run the adb server with more rights)"
+    return f"device {serial} is in state {state!r}, not 'device'"
+
+
+def select_serials(adb: Adb, serials: list[str]) -> list[str]:
+    """The serials to use; raises DeviceError saying exactly what is wrong."""
+    listed = adb.devices()
+    if not serials:
+        if not listed:
+            raise DeviceError("no Android device found (`adb devices` lists none): connect one and enable USB debugging")
+        if len(listed) > 1:
+            desc = ", ".join(f"{s} ({st})" for s, st in sorted(listed.items()))
+            raise DeviceError(f"several devices connected ({desc}): choose with --serial")
+        serials = list(listed)
+    seen = set()
+    for s in serials:
+        if s in seen:
+            raise DeviceError(f"--serial {s} given twice")
+        seen.add(s)
+        if s not in listed:
+            have = ", ".join(sorted(listed)) or "none"
+            raise DeviceError(f"device {s} not found (connected: {have})")
+        problem = state_problem(s, listed[s])
+        if problem:
+            raise DeviceError(problem)
+    return serials
+
+
+def parse_info(text: str) -> dict:
+    info: dict = {"cpus": {}, "thermal_c": {}}
+    for line in text.splitlines():
+        if "=" not in line:
+            continue
+        key, val = line.split("=", 1)
+        key, val = key.strip(), val.strip()
+        if not val:
+            continue
+        if key in ("model", "android", "sdk"):
+            info[key] = val
+        elif re.match(r"^cpu\d+\.(governor|cur_khz)$", key):
+            cpu, what = key.split(".")
+            info["cpus"].setdefault(cpu, {})[what] = int(val) if what == "cur_khz" and val.isdigit() else val
+        elif key == "battery.temp" and re.match(r"^-?\d+$", val):
+            info["battery_temp_c"] = int(val) / 10.0  # tenths of a degree
+        elif key.startswith("thermal.") and re.match(r"^-?\d+$", val):
+            v = int(val)
+            info["thermal_c"][key[len("thermal."):]] = v / 1000.0 if abs(v) >= 1000 else float(v)
+    return info
+
+
+def serial_tag(serial: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", serial)
+
+
+@dataclass
+class AndroidOutcome:
+    records: list[BenchRecord] = field(default_factory=list)
+    log_names: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class DeviceLost(Exception):
+    pass
+
+
+class DeviceWorker:
+    """Runs every model's protocol on one device, one run at a time."""
+
+    def __init__(self, adb: Adb, serial: str, protocol: Protocol, logdir: Path, binary: Path,
+                 models: list[tuple[str, str, Path]], cleanup: bool, say: Progress):
+        self.adb, self.serial, self.protocol, self.logdir = adb, serial, protocol, logdir
+        self.binary, self.models, self.cleanup, self._say = binary, models, cleanup, say
+        self.remote_binary = f"{REMOTE_DIR}/{binary.name}"
+        self.placed: list[str] = []
+        self.records: list[BenchRecord] = []
+        self.error: str | None = None
+        self.ran = False
+
+    def say(self, msg: str) -> None:
+        self._say(f"[{self.serial}] {msg}")
+
+    # -- device helpers -------------------------------------------------------------
+    def info(self) -> dict | None:
+        rc, out, _ = self.adb.shell(self.serial, INFO_SCRIPT, timeout=60)
+        return parse_info(out) if rc == 0 else None
+
+    def check_alive(self) -> None:
+        state, msg = self.adb.get_state(self.serial)
+        if state != "device":
+            raise DeviceLost(state_problem(self.serial, state) if state else f"device {self.serial} lost: {msg or 'gone'}")
+
+    def place(self, local: Path, remote: str, executable: bool) -> None:
+        q = shlex.quote(remote)
+        rc, out, err = self.adb.shell(self.serial, f"if [ -f {q} ]; then stat -c %s {q}; sha256sum {q}; fi")
+        if rc != 0:
+            self.check_alive()
+            raise DeviceError(f"{self.serial}: cannot inspect {remote}: {(err or out).strip()}")
+        lines = out.split()
+        same = (len(lines) >= 2 and lines[0] == str(local.stat().st_size) and lines[1] == sha256_file(local))
+        if same:
+            self.say(f"{remote} up to date, push skipped")
+        else:
+            rc, msg = self.adb.push(self.serial, local, remote)
+            if rc != 0:
+                self.check_alive()
+                raise DeviceError(f"{self.serial}: push of {local} to {remote} failed: {msg}")
+            self.say(f"pushed {local.name} -> {remote}")
+        self.placed.append(remote)
+        if executable:
+            self.adb.shell(self.serial, f"chmod 755 {q}")
+            rc, out, _ = self.adb.shell(self.serial, f"test -x {q} && echo exec-ok")
+            if "exec-ok" not in out:
+                raise DeviceError(f"{self.serial}: benchmark binary {remote} is not executable after chmod +x "
+                                  f"(is {REMOTE_DIR} mounted noexec?)")
+
+    def command(self, remote_model: str) -> str:
+        args = self.protocol.benchmark_model_args(remote_model)
+        cmd = " ".join([shlex.quote(self.remote_binary)] + [shlex.quote(a) for a in args])
+        if self.protocol.taskset:
+            cmd = f"taskset {self.protocol.taskset} {cmd}"
+        return f"{cmd} 2>&1; echo {RC_MARK}$?"
+
+    # -- the work -------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except DeviceLost as exc:
+            self.error = str(exc)
+        except DeviceError as exc:
+            self.error = str(exc)
+        finally:
+            if self.cleanup and self.placed:
+                state, _ = self.adb.get_state(self.serial)
+                if state == "device":
+                    self.adb.shell(self.serial, "rm -f " + " ".join(shlex.quote(p) for p in self.placed))
+                    self.say(f"removed {', '.join(self.placed)}")
+
+    def _run(self) -> None:
+        self.check_alive()
+        self.place(self.binary, self.remote_binary, executable=True)
+        remotes = {}
+        for _, _, local in self.models:
+            remote = f"{REMOTE_DIR}/{local.name}"
+            if remote not in remotes.values():
+                self.place(local, remote, executable=False)
+            remotes[str(local)] = remote
+        device = self.info() or {}
+        for log_name, _, local in self.models:
+            rec = BenchRecord(name=log_name, model=str(local), model_sha256=sha256_file(local), target="adb",
+                              protocol=self.protocol.as_dict(),
+                              runner={"kind": "benchmark_model", "serial": self.serial, "binary": str(self.binary),
+                                      "remote_binary": self.remote_binary, "remote_model": remotes[str(local)],
+                                      "device": device})
+            self.records.append(rec)
+            self._model_runs(rec, remotes[str(local)])
+
+    def _model_runs(self, rec: BenchRecord, remote_model: str) -> None:
+        p = self.protocol
+        for k in range(1, p.repeats + 1):
+            try:
+                self.check_alive()
+            except DeviceLost as exc:
+                self._missing(rec, k, f"{exc} (before run {k})")
+                raise
+            before = self.info()
+            self.say(f"{rec.name}: run {k}/{p.repeats}")
+            t0 = time.monotonic()
+            rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=RUN_TIMEOUT_S)
+            duration = round(time.monotonic() - t0, 3)
+            remote_rc = None
+            m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
+            if m:
+                remote_rc = int(m.group(1))
+                out = out[: m.start()]
+            self.ran = True
+            if remote_rc is None:
+                # the shell session ended without the exit status: the device went away, or adb failed
+                state, msg = self.adb.get_state(self.serial)
+                if state != "device":
+                    partial = self.logdir / f"{rec.name}_run{k}.partial.txt"
+                    if out:
+                        atomic_write(partial, out)
+                    why = f"device {self.serial} lost during run {k}" + (f" ({(err or msg).strip()})" if (err or msg).strip() else "")
+                    rec.runs.append(RunRecord(k=k, status="lost", log=str(partial) if out else None, error=why,
+                                              returncode=rc, duration_s=duration, device_before=before))
+                    self._missing(rec, k + 1, f"device {self.serial} lost during run {k}")
+                    raise DeviceLost(why)
+            path = log_path(self.logdir, rec.name, k)
+            atomic_write(path, out)
+            after = self.info()
+            parsed = parse_text(out, source=str(path))
+            status, error = parsed.status, parsed.error
+            code = remote_rc if remote_rc is not None else rc
+            if code != 0 and status == "ok":
+                status, error = "failed", f"benchmark_model exited with code {code}"
+            elif code != 0 and status == "no_result":
+                tail = next((l for l in reversed(out.splitlines()) if l.strip()), (err or "").strip())
+                status, error = "failed", f"benchmark_model exited with code {code}" + (f": {tail}" if tail else "")
+            rec.runs.append(RunRecord(k=k, status=status, log=str(path), inference_avg_us=parsed.inference_avg_us,
+                                      count=parsed.count, error=error, returncode=code, duration_s=duration,
+                                      device_before=before, device_after=after))
+            write_manifest(self.logdir, rec)
+            if status == "ok":
+                self.say(f"{rec.name}: run {k}/{p.repeats}: {parsed.inference_avg_us / 1000:.4g} ms avg over {parsed.count}")
+            else:
+                self.say(f"{rec.name}: run {k}/{p.repeats}: {status}: {error}")
+
+    def _missing(self, rec: BenchRecord, from_k: int, why: str) -> None:
+        for j in range(from_k, self.protocol.repeats + 1):
+            rec.runs.append(RunRecord(k=j, status="missing", error=why))
+        write_manifest(self.logdir, rec)
+        # models not started on this device are recorded too, so the summary names them
+        started = {r.name for r in self.records}
+        for log_name, _, local in self.models:
+            if log_name not in started:
+                other = BenchRecord(name=log_name, model=str(local), model_sha256=sha256_file(local), target="adb",
+                                    protocol=self.protocol.as_dict(), runner={"serial": self.serial})
+                other.runs = [RunRecord(k=j, status="missing", error=why) for j in range(1, self.protocol.repeats + 1)]
+                self.records.append(other)
+                write_manifest(self.logdir, other)
+
+
+def bench_android(models: list[tuple[str, Path]], protocol: Protocol, logdir: Path, serials: list[str],
+                  binary: Path, adb: str | None = None, cleanup: bool = False, force: bool = False,
+                  progress: Progress | None = None) -> AndroidOutcome:
+    say = progress or (lambda _m: None)
+    if not binary.exists():
+        raise AmcError(f"benchmark binary not found: {binary}")
+    if not binary.is_file():
+        raise AmcError(f"benchmark binary is not a file: {binary}")
+    bases = [p.name for _, p in models]
+    clash = sorted({b for b in bases if bases.count(b) > 1 and len({str(p) for _, p in models if p.name == b}) > 1})
+    if clash:
+        raise AmcError(f"two different models are both named {clash[0]} and would overwrite each other on the device")
+    client = Adb(resolve_adb(adb))
+    chosen = select_serials(client, serials)
+    multi = len(chosen) > 1
+    per_device = {s: [((f"{n}@{serial_tag(s)}" if multi else n), n, p) for n, p in models] for s in chosen}
+    log_names = [ln for s in chosen for ln, _, _ in per_device[s]]
+    claim_logdir(logdir, log_names, force)
+
+    lock = threading.Lock()
+
+    def locked_say(msg):
+        with lock:
+            say(msg)
+
+    workers = [DeviceWorker(client, s, protocol, Path(logdir), binary, per_device[s], cleanup, locked_say) for s in chosen]
+    if multi:
+        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="adb") as pool:
+            list(pool.map(lambda w: w.run(), workers))
+    else:
+        workers[0].run()
+
+    out = AndroidOutcome(log_names=log_names)
+    for w in workers:
+        out.records.extend(w.records)
+        if w.error:
+            out.errors.append(w.error)
+    if out.errors and not any(w.ran for w in workers):
+        raise DeviceError("; ".join(out.errors))
+    return out
