@@ -27,8 +27,8 @@ from typing import Callable
 from amc_tf.errors import AmcError, DeviceError
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import Protocol
-from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, sha256_file,
-                               write_manifest)
+from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, run_status,
+                               sha256_file, write_manifest)
 
 REMOTE_DIR = "/data/local/tmp"
 ADB_HINT = "install it with `apt-get install adb`, or pass --adb PATH or set $ADB"
@@ -313,13 +313,8 @@ class DeviceWorker:
             atomic_write(path, out)
             after = self.info()
             parsed = parse_text(out, source=str(path))
-            status, error = parsed.status, parsed.error
             code = remote_rc if remote_rc is not None else rc
-            if code != 0 and status == "ok":
-                status, error = "failed", f"benchmark_model exited with code {code}"
-            elif code != 0 and status == "no_result":
-                tail = next((l for l in reversed(out.splitlines()) if l.strip()), (err or "").strip())
-                status, error = "failed", f"benchmark_model exited with code {code}" + (f": {tail}" if tail else "")
+            status, error = run_status(parsed, code, out or err)
             rec.runs.append(RunRecord(k=k, status=status, log=str(path), inference_avg_us=parsed.inference_avg_us,
                                       count=parsed.count, error=error, returncode=code, duration_s=duration,
                                       device_before=before, device_after=after))

@@ -22,7 +22,8 @@ from typing import Callable
 from amc_tf.errors import AmcError
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import LOCAL_DELEGATES, Protocol, taskset_cpus
-from benchmarks.runlog import BenchRecord, RunRecord, atomic_write, log_path, sha256_file, write_manifest
+from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, log_path, run_status, sha256_file,
+                               write_manifest)
 
 Progress = Callable[[str], None]
 
@@ -266,12 +267,8 @@ def bench_local(
         path = log_path(logdir, name, k)
         atomic_write(path, text)
         parsed = parse_text(text, source=str(path))
-        error = parsed.error
-        if rc not in (None, 0) and parsed.ok:
-            parsed.status, error = "failed", f"benchmark_model exited with code {rc}"
-        elif rc not in (None, 0) and error and "give" in error:
-            error = f"{error}; exit code {rc}"
-        run = RunRecord(k=k, status=parsed.status, log=str(path), inference_avg_us=parsed.inference_avg_us,
+        status, error = run_status(parsed, rc, text)
+        run = RunRecord(k=k, status=status, log=str(path), inference_avg_us=parsed.inference_avg_us,
                         count=parsed.count, error=error, returncode=rc, duration_s=round(time.monotonic() - t0, 3))
         rec.runs.append(run)
         write_manifest(logdir, rec)

@@ -64,6 +64,24 @@ class BenchRecord:
         return d
 
 
+def run_status(parsed, code: int | None, output: str) -> tuple[str, str | None]:
+    """A run's status and error from its parsed log and the tool's exit code.
+
+    A non-zero exit fails the run even when the log looks complete; a non-zero exit with
+    no result in the log (wrong architecture, `Permission denied`, a crash) is reported
+    with the last line the tool printed.
+    """
+    status, error = parsed.status, parsed.error
+    if code in (None, 0):
+        return status, error
+    if status == "ok":
+        return "failed", f"benchmark_model exited with code {code}"
+    if status == "no_result":
+        tail = next((l.strip() for l in reversed(output.splitlines()) if l.strip()), "")
+        return "failed", f"benchmark_model exited with code {code}" + (f": {tail}" if tail else "")
+    return status, error
+
+
 def check_name(name: str) -> str:
     if not _NAME_OK.match(name) or RUN_FILE.match(name + ".txt"):
         raise AmcError(

@@ -255,3 +255,16 @@ def test_several_devices_run_in_parallel(fake_adb, bench, model, tmp_path, monke
     assert first_s2 < last_s1
     models = {r["runner"]["device"]["model"] for r in json.loads(res.stdout)["runs"]}
     assert models == {"Pixel", "Pixel 2"}
+
+
+def test_binary_that_cannot_run_on_the_device(fake_adb, model, tmp_path):
+    wrong = tmp_path / "x86" / "benchmark_model"
+    wrong.parent.mkdir()
+    wrong.write_text('#!/bin/sh\necho "/system/bin/sh: $0: not executable: 64-bit ELF file" >&2\nexit 126\n')
+    res = CliRunner().invoke(main, ["bench", str(model), "--target", "adb", "--benchmark-binary", str(wrong),
+                                    "--repeats", "2", "--logdir", str(tmp_path / "logs"), "--json"])
+    assert res.exit_code == 3
+    runs = json.loads(res.stdout)["runs"][0]["runs"]
+    assert [(r["status"], r["returncode"]) for r in runs] == [("failed", 126), ("failed", 126)]
+    assert runs[0]["error"].startswith("benchmark_model exited with code 126: ")
+    assert runs[0]["error"].endswith("not executable: 64-bit ELF file")
