@@ -213,6 +213,7 @@ def _tflite_like(path):
         ("missing-binary", "benchmark binary not found"),
         ("adb-no-binary", "--target adb needs --benchmark-binary"),
         ("bad-name", "is not usable in a log file name"),
+        ("unknown-baseline", "--baseline 'nope' is neither one of the models"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, case, msg):
@@ -235,12 +236,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, case, msg):
         "missing-binary": [m, "--benchmark-binary", tmp_path / "nope"],
         "adb-no-binary": [m, "--target", "adb"],
         "bad-name": [m, "--name", "a/b"],
+        "unknown-baseline": [m, "--baseline", "nope"],
     }[case]
     (tmp_path / "x.tflite").write_text("this is not a flatbuffer")
     res = CliRunner().invoke(main, ["bench"] + [str(a) for a in args] + ["--logdir", str(tmp_path / "logs")])
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error: ") and msg in res.output and res.output.count("\n") == 1
-    assert not list((tmp_path / "logs").glob("*.txt")) if (tmp_path / "logs").exists() else True
+    assert not list((tmp_path / "logs").glob("*.txt"))  # nothing was run
 
 
 def test_existing_logs_need_force(tiny_tflite, tmp_path, monkeypatch):

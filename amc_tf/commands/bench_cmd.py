@@ -70,7 +70,7 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
     """Benchmark TFLite MODELs with the Pixel-1 protocol (defaults: 1 thread, 100 warm-up +
     200 timed invocations, 3 runs). Each run leaves LOGDIR/<name>_run<k>.txt in
     benchmark_model's format; the summary is the mean of the runs' averages."""
-    from benchmarks.runlog import check_model, claim_logdir
+    from benchmarks.runlog import check_model, claim_logdir, existing_logs
 
     protocol = _protocol(warmup=warmup, runs=runs, repeats=repeats, threads=threads, delegate=delegate,
                          taskset=taskset)
@@ -89,6 +89,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
     paths = [check_model(m) for m in models]
     names = _names(models, name)
     logdir = Path(logdir)
+    if baseline and not (baseline in names or baseline.split("@")[0] in names or existing_logs(logdir, baseline)):
+        raise AmcError(f"--baseline {baseline!r} is neither one of the models benchmarked now "
+                       f"({', '.join(names)}) nor has logs in {logdir}")
 
     if target == "local":
         from benchmarks.local import bench_local, check_binary
