@@ -13,12 +13,15 @@ from amc_tf.netspec import NetSpec
 
 
 def torch_version() -> str | None:
-    """The installed torch version, without importing torch (importing costs ~1.5 s)."""
+    """The importable torch's version, without importing torch (importing costs ~1.5 s)."""
+    import importlib.util
     from importlib.metadata import PackageNotFoundError, version
 
     try:
+        if importlib.util.find_spec("torch") is None:
+            return None
         return version("torch")
-    except PackageNotFoundError:
+    except (ValueError, PackageNotFoundError):  # ValueError: torch blocked in sys.modules
         return None
 
 

@@ -131,3 +131,22 @@ def test_profile_json_and_table(make_checkpoint):
 def test_help(command):
     result = run_cli(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_converts_without_torch(tmp_path, make_checkpoint):
+    """torch is not a runtime dependency: with torch unimportable, conversion and the TF/TFLite
+    self-check still run, and the report says PyTorch was not compared."""
+    ckpt, _, spec = make_checkpoint("odd-v1", "community", "legacy")
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from amc_tf.cli import main\n"
+        f"main(['convert', {str(ckpt)!r}, '-o', {str(tmp_path / 'o')!r}, '-q', '--input-size', '96'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["tools"]["torch"] is None
+    assert set(report["verification"]["pairs"]) == {"tf_vs_tflite"}
+    assert report["verification"]["passed"] is True
+    assert "torch is not installed" in report["verification"]["note"]
+    assert report["network"]["channels"] == spec.channels()
