@@ -150,3 +150,20 @@ def test_converts_without_torch(tmp_path, make_checkpoint):
     assert report["verification"]["passed"] is True
     assert "torch is not installed" in report["verification"]["note"]
     assert report["network"]["channels"] == spec.channels()
+
+
+def test_self_check_failure_exits_1_and_keeps_the_evidence(tmp_path, make_checkpoint, monkeypatch):
+    """A builder bug (TF 'SAME' padding at stride 2) must fail the self-check against PyTorch."""
+    import converters.tf_builder as tf_builder
+
+    real_build = tf_builder.build
+    monkeypatch.setattr(tf_builder, "build", lambda network, **kw: real_build(network, padding_mode="same"))
+    ckpt, _, _ = make_checkpoint("0.5time", "amc", "zip")
+    result = run_cli("convert", ckpt, "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 1, result.output
+    assert "disagree beyond tolerance" in result.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    ver = report["verification"]
+    assert ver["passed"] is False
+    assert ver["pairs"]["tf_vs_torch"]["max_abs_diff"] > ver["tolerance"]
+    assert ver["pairs"]["tf_vs_tflite"]["max_abs_diff"] <= ver["tolerance"]  # both exports share the bug
