@@ -39,11 +39,13 @@ class ConvertOptions:
     profile: str | None = None
     activation: str | None = None
     bn_eps: float = 1e-5
-    input_size: int = 224
+    input_size: int | None = None  # None: 224, or an ONNX model's fixed input size
     verify: bool = True
     force: bool = False
     verify_batch: int = 2
     rel_tolerance: float = 1e-4  # max abs diff allowed, as a fraction of max |logit|
+    exports: tuple[str, ...] = ()  # extra artifacts beside the standard three: "onnx"
+    onnx_layout: str = "nchw"  # input layout of the exported model.onnx: nchw | nhwc
 
 
 Progress = Callable[[str], None]
@@ -93,17 +95,30 @@ def tool_versions() -> dict:
         "ai_edge_litert": litert,
         "numpy": np.__version__,
         "torch": torch_version(),
+        **{name.replace("-", "_"): _dist_version(name) for name in ("onnx", "onnxruntime")},
     }
 
 
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def verify(model, network: Network, tflite_path: Path, reference: tuple[str, np.ndarray] | None,
-           options: ConvertOptions) -> dict:
-    """Run TF and TFLite on the fixed batch and compare all pairs, with the reference's logits
-    (e.g. ("torch", logits)) when given."""
+           options: ConvertOptions, runtimes: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None) -> dict:
+    """Run TF and TFLite (and `runtimes`: {name: NHWC batch -> logits}, e.g. the exported ONNX in
+    onnxruntime) on the fixed batch and compare all pairs, with the reference's logits (e.g.
+    ("torch", logits)) when given."""
     from converters.exporters import run_tflite
 
     x = verification_batch(network, options.verify_batch)
     outputs = {"tf": model(x).numpy(), "tflite": run_tflite(tflite_path, x)}
+    for name, run in (runtimes or {}).items():
+        outputs[name] = run(x)
     reference_name = None
     if reference is not None:
         reference_name, outputs[reference_name] = reference
@@ -153,9 +168,14 @@ class _PendingReference:
 def _start_reference(checkpoint, network: Network, options: ConvertOptions) -> _PendingReference | None:
     from amc_tf import torch_reference
 
+    x = verification_batch(network, options.verify_batch)
+    if network.source.get("frontend") == "onnx":
+        from amc_tf import onnx_reference
+
+        return _PendingReference("onnxruntime", onnx_reference.reference_logits, os.fspath(checkpoint),
+                                 network.source["onnx_layout"], x)
     if network.source.get("frontend") != "pytorch" or not torch_reference.torch_available():
         return None
-    x = verification_batch(network, options.verify_batch)
     return _PendingReference("torch", torch_reference.reference_logits, os.fspath(checkpoint), network.spec,
                              network.source["layer_keys"], x)
 
@@ -233,6 +253,17 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
     names = write_slim_checkpoint(model, tmp / "slim" / "model.ckpt")
     timings["slim"] = time.perf_counter() - t
 
+    runtimes, extra_artifacts = {}, {}
+    if "onnx" in options.exports:
+        from amc_tf import onnx_reference
+        from converters.onnx_exporter import write_onnx
+
+        t = time.perf_counter()
+        progress("writing model.onnx")
+        extra_artifacts["onnx"] = write_onnx(model, tmp / "model.onnx", options.onnx_layout)
+        runtimes["onnx_export"] = lambda x: onnx_reference.run(tmp / "model.onnx", x, options.onnx_layout)
+        timings["onnx"] = time.perf_counter() - t
+
     macs = count_macs(network.spec)
     report = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -247,14 +278,15 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
                        "dtype": "float32"},
             "saved_model": {"path": "saved_model", "signature": "serving_default", "input": "input", "output": "logits"},
             "slim_checkpoint": {"prefix": "slim/model.ckpt", "variables": len(names)},
+            **extra_artifacts,
         },
         "tools": tool_versions(),
     }
     if options.verify:
         t = time.perf_counter()
-        progress("verifying TF, TFLite" + (f" and {reference.name}" if reference else ""))
+        progress("verifying " + ", ".join(["TF", "TFLite", *runtimes, *([reference.name] if reference else [])]))
         ref = reference.result() if reference is not None else None
-        report["verification"] = verify(model, network, tflite_path, ref, options)
+        report["verification"] = verify(model, network, tflite_path, ref, options, runtimes)
         if reference is None and network.source.get("frontend") == "pytorch":
             report["verification"]["note"] = "torch is not installed: PyTorch was not compared"
         timings["verify"] = time.perf_counter() - t

@@ -1,4 +1,5 @@
-"""Pick the frontend for an input file and return (Network, original state dict or None).
+"""Pick the frontend for an input file (PyTorch checkpoint or ONNX) and return (Network, original
+state dict or None).
 
 The state dict (PyTorch layout) is returned beside the Network so the self-check can run
 PyTorch on the checkpoint's own tensors.
@@ -13,14 +14,32 @@ from amc_tf.netspec import Network
 
 
 def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: float = 1e-5,
-         input_size: int = 224) -> tuple[Network, dict | None]:
+         input_size: int | None = None) -> tuple[Network, dict | None]:
+    """`input_size` None: 224, or the ONNX model's fixed input size."""
     from amc_tf.checkpoint import load_state_dict
     from converters.pytorch_frontend import infer_network
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
+    if _is_onnx(path):
+        from converters.onnx_frontend import load_onnx
+
+        return load_onnx(path, activation=activation, bn_eps=bn_eps, input_size=input_size), None
     sd = load_state_dict(path)
-    network = infer_network(sd, activation=activation, bn_eps=bn_eps, input_size=input_size,
+    network = infer_network(sd, activation=activation, bn_eps=bn_eps, input_size=input_size or 224,
                             source={"file": path, "frontend": "pytorch", "tensors": len(sd)})
     return network, sd
+
+
+def _is_onnx(path: str) -> bool:
+    """By name (.onnx), or by content: neither a zip archive nor a pickle, yet a parseable ONNX model."""
+    if path.lower().endswith(".onnx"):
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return False
+    from converters.onnx_frontend import looks_like_onnx
+
+    return looks_like_onnx(path)

@@ -55,16 +55,21 @@ class SlimMobileNet(tf.Module):
         scale = gamma * tf.math.rsqrt(var + self._bn_eps)
         return kernel * (scale[:, None] if layer.depthwise else scale), beta - mean * scale
 
-    def _folded_constants(self, layer: Layer):
-        """The same fold done once in numpy (float32), for graphs that are exported frozen."""
+    def folded_arrays(self, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+        """The same fold done once in numpy (float32): (kernel in TF layout, bias). Frozen graphs
+        and the ONNX exporter take their weights from here."""
         read = lambda name: np.asarray(self._weights[name], np.float32)  # noqa: E731
         kernel = read(layer.kernel_var)
         if not layer.has_bn:
-            return tf.constant(kernel), tf.constant(read(f"{layer.scope}/biases"))
+            return kernel, read(f"{layer.scope}/biases")
         scale = read(layer.bn_var("gamma")) / np.sqrt(read(layer.bn_var("moving_variance")) + np.float32(self._bn_eps))
         bias = read(layer.bn_var("beta")) - read(layer.bn_var("moving_mean")) * scale
         kernel = kernel * (scale[:, None] if layer.depthwise else scale)
-        return tf.constant(kernel.astype(np.float32)), tf.constant(bias.astype(np.float32))
+        return kernel.astype(np.float32), bias.astype(np.float32)
+
+    def _folded_constants(self, layer: Layer):
+        kernel, bias = self.folded_arrays(layer)
+        return tf.constant(kernel), tf.constant(bias)
 
     def _conv(self, x, layer: Layer, frozen: bool = False):
         kernel, bias = self._folded_constants(layer) if frozen else self._folded_params(layer)

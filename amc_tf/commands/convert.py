@@ -25,25 +25,36 @@ def _progress(quiet: bool):
 @click.option("--activation", type=click.Choice(["relu", "relu6"]),
               help="Override the activation (default: ReLU for V1 as in AMC's code, ReLU6 for V2).")
 @click.option("--bn-eps", type=float, default=1e-5, show_default=True, help="BatchNorm epsilon of the source model.")
-@click.option("--input-size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input height and width.")
-@click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch self-check.")
+@click.option("--input-size", type=click.IntRange(32, 1024),
+              help="Input height and width [default: 224, or an ONNX model's fixed input size].")
+@click.option("--export", "exports", multiple=True, type=click.Choice(["onnx"]),
+              help="Also write OUTDIR/model.onnx (checked with onnxruntime in the self-check).")
+@click.option("--onnx-layout", type=click.Choice(["nchw", "nhwc"]),
+              help="Input layout of the exported model.onnx [default: nchw, as the PyTorch original].")
+@click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch (or onnxruntime) self-check.")
 @click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @handle_errors
-def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, no_verify, force, as_json, quiet):
-    """Convert a PyTorch MobileNetV1/V2 checkpoint (any channel pruning) to TFLite,
-    a SavedModel and a TF-slim checkpoint.
+def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, no_verify, force,
+            as_json, quiet):
+    """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
+    to TFLite, a SavedModel and a TF-slim checkpoint.
 
     \b
-    Example:
+    Examples:
       amc-tf convert checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar -o out/0.5flops --profile 0.5flops
+      amc-tf convert mobilenet_0.5flops.onnx -o out/0.5flops-onnx
+      amc-tf convert CHECKPOINT -o OUTDIR --export onnx --onnx-layout nhwc
     """
     from converters.convert import ConvertOptions
     from converters.convert import convert as run
 
+    if onnx_layout and "onnx" not in exports:
+        raise AmcError("--onnx-layout needs --export onnx")
     options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, input_size=input_size,
-                             verify=not no_verify, force=force)
+                             verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports)),
+                             onnx_layout=onnx_layout or "nchw")
     report = run(checkpoint, outdir, options, progress=_progress(quiet))
     if as_json:
         emit_json(report)
@@ -52,6 +63,9 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, no_veri
     click.echo(f"{outdir}: {spec['family']} {'/'.join(str(c) for c in spec['channels'])}")
     click.echo(f"  MACs {report['macs'] / 1e6:.1f}M  params {report['params'] / 1e6:.3f}M  "
                f"tflite {report['artifacts']['tflite']['bytes'] / 1e6:.2f} MB  in {report['timings_s']['total']:.1f}s")
+    if "onnx" in report["artifacts"]:
+        art = report["artifacts"]["onnx"]
+        click.echo(f"  onnx {art['bytes'] / 1e6:.2f} MB, opset {art['opset']}, {art['layout'].upper()} input")
     ver = report["verification"]
     if ver.get("skipped"):
         click.echo("  verification skipped (--no-verify)")
@@ -65,11 +79,11 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, no_veri
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), help="A named AMC profile (alone, or to check CHECKPOINT).")
-@click.option("--input-size", type=click.IntRange(32, 1024), default=224, show_default=True)
+@click.option("--input-size", type=click.IntRange(32, 1024), help="[default: 224, or an ONNX model's fixed input size]")
 @click.option("--json", "as_json", is_flag=True, help='Print {"macs": int, "params": int, "layers": [...]}.')
 @handle_errors
 def profile(checkpoint, profile, input_size, as_json):
-    """Per-layer and total multiply-adds and parameters of a checkpoint or a named profile.
+    """Per-layer and total multiply-adds and parameters of a checkpoint (PyTorch or ONNX) or a named profile.
 
     \b
     Examples:
@@ -82,14 +96,13 @@ def profile(checkpoint, profile, input_size, as_json):
     if checkpoint is None and profile is None:
         raise AmcError("give a CHECKPOINT or --profile NAME")
     if checkpoint is not None:
-        from amc_tf.checkpoint import load_state_dict
-        from converters.pytorch_frontend import infer_network
+        from converters.frontends import load
 
-        spec = infer_network(load_state_dict(checkpoint), input_size=input_size).spec
+        spec = load(checkpoint, input_size=input_size)[0].spec
         if profile:
             check_profile(spec, profile)
     else:
-        spec = profile_spec(profile).with_changes(input_size=input_size)
+        spec = profile_spec(profile).with_changes(input_size=input_size or 224)
     result = count(spec)
     if as_json:
         emit_json({"family": spec.family, "input_size": spec.input_size, **result})
