@@ -184,6 +184,15 @@ class NetSpec:
             "preprocessing": {"mean": list(self.mean), "std": list(self.std), "layout": "NHWC", "range": "[0,1]"},
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetSpec":
+        """The inverse of `to_dict` (e.g. the "network" entry of a conversion's report.json)."""
+        blocks = tuple(Block(b["in"], b["out"], b["stride"], b["expand"], b["residual"]) for b in d["blocks"])
+        pre = d.get("preprocessing", {})
+        return cls(d["family"], d["stem_ch"], blocks, d["num_classes"], d["activation"], last_ch=d["last_ch"],
+                   bn_eps=d["bn_eps"], input_size=d["input_size"], in_ch=d["channels"][0],
+                   mean=tuple(pre.get("mean", IMAGENET_MEAN)), std=tuple(pre.get("std", IMAGENET_STD)))
+
 
 def make_blocks(family: str, widths: list[tuple[int | None, int]], in_ch: int) -> tuple[Block, ...]:
     """Blocks from (expand_ch, out_ch) pairs with the family's strides and residual rule."""
