@@ -386,7 +386,7 @@ def _walk(model) -> _Walk:
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise ArchitectureError(f"unsupported ONNX graph: node '{name}' ({node.op_type}) is not understood "
                                     f"({type(exc).__name__}: {exc})") from None
-        walk.values[node.output[0]] = value
+        walk.values[node.output[0]] = value if isinstance(value, _Feature) else np.asarray(value)
     outputs = [walk.values.get(o.name) for o in graph.output]
     if len(outputs) != 1 or not isinstance(outputs[0], _Feature) or outputs[0].stage != "logits":
         raise ArchitectureError(f"unsupported ONNX graph: its output{'s' if len(outputs) > 1 else ''} "
