@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/perf_convert.py
 	$(PY) benchmarks/perf_runner_overhead.py
+	$(PY) benchmarks/perf_onnx.py
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info
