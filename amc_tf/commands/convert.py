@@ -31,13 +31,24 @@ def _progress(quiet: bool):
               help="Also write OUTDIR/model.onnx (checked with onnxruntime in the self-check).")
 @click.option("--onnx-layout", type=click.Choice(["nchw", "nhwc"]),
               help="Input layout of the exported model.onnx [default: nchw, as the PyTorch original].")
+@click.option("--with-preprocessing", is_flag=True,
+              help="Also write OUTDIR/with_preprocessing/: a SavedModel taking uint8 RGB images of any size and a "
+                   "TFLite taking uint8 [1,S,S,3], normalising inside.")
+@click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8"]),
+              help="Write model.tflite quantized (fp32 kept as model_fp32.tflite) and measure it against fp32.")
+@click.option("--calibration", metavar="DIR|synthetic",
+              help="int8: images to calibrate on, preprocessed as evaluation does ('synthetic': random pixels, warned).")
+@click.option("--calibration-size", type=click.IntRange(1), default=200, show_default=True,
+              help="int8: calibration images; the rest of DIR (up to 200) measure the result.")
+@click.option("--io", "io_type", type=click.Choice(["float32", "uint8", "int8"]), default="float32", show_default=True,
+              help="Input/output type of an int8 model.tflite.")
 @click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch (or onnxruntime) self-check.")
 @click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @handle_errors
-def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, no_verify, force,
-            as_json, quiet):
+def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, with_preprocessing, quantize, calibration,
+            calibration_size, io_type, no_verify, force, as_json, quiet):
     """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
     to TFLite, a SavedModel and a TF-slim checkpoint.
 
@@ -46,6 +57,7 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
       amc-tf convert checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar -o out/0.5flops --profile 0.5flops
       amc-tf convert mobilenet_0.5flops.onnx -o out/0.5flops-onnx
       amc-tf convert CHECKPOINT -o OUTDIR --export onnx --onnx-layout nhwc
+      amc-tf convert CHECKPOINT -o OUTDIR --quantize int8 --calibration calib/ --io uint8
     """
     from converters.convert import ConvertOptions
     from converters.convert import convert as run
@@ -53,9 +65,12 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
     if onnx_layout and "onnx" not in exports:
         raise AmcError("--onnx-layout needs --export onnx")
     options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, input_size=input_size,
-                             verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports)),
-                             onnx_layout=onnx_layout or "nchw")
+                             verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports + (("with_preprocessing",) if with_preprocessing else ()))),
+                             onnx_layout=onnx_layout or "nchw", quantize=quantize, calibration=calibration,
+                             calibration_size=calibration_size, io=io_type)
     report = run(checkpoint, outdir, options, progress=_progress(quiet))
+    for warning in report.get("quantization", {}).get("warnings", []):
+        click.echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet
     if as_json:
         emit_json(report)
         return
@@ -66,12 +81,21 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
     if "onnx" in report["artifacts"]:
         art = report["artifacts"]["onnx"]
         click.echo(f"  onnx {art['bytes'] / 1e6:.2f} MB, opset {art['opset']}, {art['layout'].upper()} input")
+    if "with_preprocessing" in report["artifacts"]:
+        art = report["artifacts"]["with_preprocessing"]
+        click.echo(f"  with_preprocessing/: saved_model (uint8 images, any size), model.tflite (uint8 {art['tflite']['input']})")
+    if "quantization" in report:
+        from amc_tf.commands.quantize_text import quantization_lines
+
+        for line in quantization_lines(report):
+            click.echo(line)
     ver = report["verification"]
     if ver.get("skipped"):
         click.echo("  verification skipped (--no-verify)")
     else:
+        width = max(len(pair) for pair in ver["pairs"])
         for pair, fig in ver["pairs"].items():
-            click.echo(f"  {pair:<18} max|diff| {fig['max_abs_diff']:.2e}  top-1 agreement {fig['top1_agreement']:.0%}")
+            click.echo(f"  {pair:<{width}} max|diff| {fig['max_abs_diff']:.2e}  top-1 agreement {fig['top1_agreement']:.0%}")
         click.echo(f"  verification {'passed' if ver['passed'] else 'FAILED'} (tolerance {ver['tolerance']:.2e})"
                    + (f"; {ver['note']}" if "note" in ver else ""))
 
