@@ -44,7 +44,7 @@ class ConvertOptions:
     force: bool = False
     verify_batch: int = 2
     rel_tolerance: float = 1e-4  # max abs diff allowed, as a fraction of max |logit|
-    exports: tuple[str, ...] = ()  # extra artifacts beside the standard three: "onnx"
+    exports: tuple[str, ...] = ()  # extra artifacts beside the standard three: "onnx", "with_preprocessing"
     onnx_layout: str = "nchw"  # input layout of the exported model.onnx: nchw | nhwc
 
 
@@ -263,6 +263,13 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
         extra_artifacts["onnx"] = write_onnx(model, tmp / "model.onnx", options.onnx_layout)
         runtimes["onnx_export"] = lambda x: onnx_reference.run(tmp / "model.onnx", x, options.onnx_layout)
         timings["onnx"] = time.perf_counter() - t
+    if "with_preprocessing" in options.exports:
+        from converters.preprocessing_export import write_all
+
+        t = time.perf_counter()
+        progress("writing with_preprocessing/ (uint8 input SavedModel and TFLite)")
+        extra_artifacts["with_preprocessing"] = write_all(model, tmp / "with_preprocessing")
+        timings["with_preprocessing"] = time.perf_counter() - t
 
     macs = count_macs(network.spec)
     report = {

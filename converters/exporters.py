@@ -41,7 +41,11 @@ def tflite_bytes(model: SlimMobileNet) -> bytes:
     """fp32 TFLite flatbuffer with a fixed [1,H,W,3] float32 input and logits output."""
     # Weights traced in as constants, so the converter neither writes a temporary SavedModel
     # nor runs its variable-freezing pass: several times faster, the same flatbuffer ops.
-    concrete = model.serving_function(batch=1, frozen=True).get_concrete_function()
+    return tflite_from_concrete(model.serving_function(batch=1, frozen=True).get_concrete_function())
+
+
+def tflite_from_concrete(concrete) -> bytes:
+    """A TFLite flatbuffer from a concrete function (weights traced in as constants)."""
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # it warns that this (the fast) path wants a trackable object
