@@ -46,6 +46,10 @@ class ConvertOptions:
     rel_tolerance: float = 1e-4  # max abs diff allowed, as a fraction of max |logit|
     exports: tuple[str, ...] = ()  # extra artifacts beside the standard three: "onnx", "with_preprocessing"
     onnx_layout: str = "nchw"  # input layout of the exported model.onnx: nchw | nhwc
+    quantize: str | None = None  # fp16 | dynamic | int8: model.tflite quantized, fp32 kept as model_fp32.tflite
+    calibration: str | None = None  # int8: an image folder, or "synthetic"
+    calibration_size: int = 200
+    io: str = "float32"  # input/output type of an int8 model.tflite: float32 | uint8 | int8
 
 
 Progress = Callable[[str], None]
@@ -186,6 +190,10 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     outdir = Path(outdir)
     if outdir.exists() and not options.force:
         raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
+    if options.quantize:
+        from converters.quantized_export import check_options
+
+        check_options(options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -237,8 +245,8 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
     timings["build"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    progress("writing model.tflite")
-    tflite_path = tmp / "model.tflite"
+    tflite_path = tmp / ("model_fp32.tflite" if options.quantize else "model.tflite")
+    progress(f"writing {tflite_path.name}")
     tflite_size = write_tflite(model, tflite_path)
     timings["tflite"] = time.perf_counter() - t
 
@@ -280,7 +288,7 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
         "params": macs["params"],
         "layers": macs["layers"],
         "artifacts": {
-            "tflite": {"path": "model.tflite", "bytes": tflite_size, "ops": tflite_op_histogram(tflite_path),
+            "tflite": {"path": tflite_path.name, "bytes": tflite_size, "ops": tflite_op_histogram(tflite_path),
                        "input": [1, network.spec.input_size, network.spec.input_size, network.spec.in_ch],
                        "dtype": "float32"},
             "saved_model": {"path": "saved_model", "signature": "serving_default", "input": "input", "output": "logits"},
@@ -299,6 +307,12 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
         timings["verify"] = time.perf_counter() - t
     else:
         report["verification"] = {"skipped": True}
+    if options.quantize:
+        from converters.quantized_export import export_quantized
+
+        report["artifacts"]["tflite_fp32"] = report["artifacts"]["tflite"]
+        report["artifacts"]["tflite"], report["quantization"] = export_quantized(model, network, tmp, options,
+                                                                                 timings, progress)
     return report
 
 
