@@ -107,6 +107,7 @@ def _open_saved_model(path: str, *, threads: int, input_size: int | None) -> Bac
 
 
 def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
+    from amc_tf.tflite_io import dequantize, quantize, quantized_io
     from converters.exporters import tflite_interpreter
 
     try:
@@ -118,12 +119,13 @@ def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
     def predict(x):
         rows = []
         for sample in x:
-            interp.set_tensor(inp["index"], sample[None].astype(inp["dtype"], copy=False))
+            # an int8 model's integer io (--io uint8|int8) takes and gives values through its scale
+            interp.set_tensor(inp["index"], quantize(sample[None], inp))
             interp.invoke()
-            rows.append(interp.get_tensor(out["index"])[0].copy())
+            rows.append(dequantize(interp.get_tensor(out["index"])[0], out))
         return np.stack(rows)
 
-    feed = "uint8" if inp["dtype"] == np.uint8 else "float"
+    feed = "uint8" if inp["dtype"] == np.uint8 and not quantized_io(inp) else "float"
     return Backend("tflite", path, int(out["shape"][-1]), int(inp["shape"][1]), feed, predict)
 
 

@@ -37,7 +37,7 @@ def dequantize(q: np.ndarray, details: dict) -> np.ndarray:
     """The tensor's values as float32 (integer tensors through their scale and zero point)."""
     sz = _scale_zero(details)
     if not np.issubdtype(np.asarray(q).dtype, np.integer) or sz is None:
-        return np.asarray(q, np.float32)
+        return np.array(q, np.float32)
     scale, zero = sz
     return ((np.asarray(q, np.float64) - zero) * scale).astype(np.float32)
 

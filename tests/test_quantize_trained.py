@@ -98,10 +98,10 @@ def test_trained_accuracy_per_mode(digits, fp32_model, tmp_path, mode):
 
 
 def test_trained_int8_through_convert_and_compare(digits, tmp_path):
-    """The CLI path: report.json's held-out figures, and `compare` on the test split."""
+    """The CLI path with uint8 io: report.json's held-out figures, `compare` and `eval` on the test split."""
     calib, test = digits
     out = {}
-    for name, args in (("fp32", ()), ("int8", ("--quantize", "int8", "--calibration", calib,
+    for name, args in (("fp32", ()), ("int8", ("--quantize", "int8", "--io", "uint8", "--calibration", calib,
                                                "--calibration-size", 150))):
         out[name] = tmp_path / name
         r = CliRunner().invoke(main, [str(a) for a in ("convert", CHECKPOINT, "-o", out[name], "-q", "--input-size",
@@ -121,3 +121,9 @@ def test_trained_int8_through_convert_and_compare(digits, tmp_path):
     assert int8_row["accuracy"]["top1"] >= fp32_row["accuracy"]["top1"] - 0.01
     assert int8_row["accuracy_fp32"] == fp32_row["accuracy"]
     assert int8_row["vs_fp32"]["top1_agreement"] >= 0.98
+    # amc-tf eval finds the quantized model.tflite and feeds its uint8 input through its scale
+    r = CliRunner().invoke(main, ["eval", str(out["int8"]), "--backend", "tflite", "--data", str(test), "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    evaluated = json.loads(r.stdout)
+    assert evaluated["model"].endswith("model.tflite") and evaluated["model_input"] == "float"
+    assert evaluated["top1"] == pytest.approx(int8_row["accuracy"]["top1"])
