@@ -19,13 +19,16 @@ def _progress_line(enabled: bool):
     """A one-line progress display on stderr (redrawn at most 4 times a second)."""
     import time
 
-    last = [0.0]
+    last = [0.0, None]  # time and progress last drawn
 
     def show(p, final: bool = False) -> None:
         now = time.monotonic()
         if not enabled or (now - last[0] < 0.25 and not final):
             return
-        last[0] = now
+        if final and last[1] is p:  # already on screen: end the line
+            click.echo("", err=True)
+            return
+        last[:] = [now, p]
         of = f"/{p.total}" if p.total else ""
         click.echo(f"\r  {p.done}{of} images  {p.images_per_s:7.1f} img/s  top-1 {p.top1:6.2%}  top-5 {p.top5:6.2%}",
                    err=True, nl=final)
