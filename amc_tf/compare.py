@@ -160,4 +160,5 @@ def size_row(c: Candidate) -> dict:
     size = c.model.stat().st_size
     fp32 = c.fp32.stat().st_size
     return {"name": c.name, "outdir": str(c.outdir), "mode": c.mode, "io": c.io, "bytes": size,
-            "fp32_bytes": fp32, "size_ratio": size / fp32}
+            "fp32_bytes": fp32, "size_ratio": size / fp32,
+            "warnings": list(c.report.get("quantization", {}).get("warnings", []))}

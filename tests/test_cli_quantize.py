@@ -123,7 +123,7 @@ def test_refusals_exit_2_and_write_nothing(tmp_path, make_checkpoint, images, ar
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_synthetic_calibration_warns_loudly(tmp_path_factory, make_checkpoint):
+def test_synthetic_calibration_warns_loudly(tmp_path_factory, make_checkpoint, images):
     out, result = converted(tmp_path_factory, make_checkpoint, "odd-v2", "--quantize", "int8",
                             "--calibration", "synthetic", "--calibration-size", 8)
     assert result.exit_code == 0, result.output
@@ -132,6 +132,9 @@ def test_synthetic_calibration_warns_loudly(tmp_path_factory, make_checkpoint):
     assert q["calibration"]["source"] == "synthetic" and q["calibration"]["images"] == 8
     assert len(q["warnings"]) == 1 and "SYNTHETIC" in q["warnings"][0]
     assert not (out / "calibration.txt").exists()
+    table = run_cli("compare", out, "--images", images, "--no-latency", "-q")
+    assert table.exit_code == 0, table.output
+    assert "WARNING: out: calibrated on SYNTHETIC" in table.stdout  # and in every comparison of it
 
 
 def test_int8_uint8_io_through_local_bench_and_compare(tmp_path_factory, tmp_path, make_checkpoint, images):

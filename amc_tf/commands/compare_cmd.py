@@ -21,7 +21,8 @@ def _pct(v) -> str:
 
 
 def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
-    head = (f"{'model':<18} {'mode':<8} {'io':<8} {'MB':>6} {'x fp32':>6} {'ms':>8} {'x first':>7} "
+    w = max(5, *(len(r["name"]) for r in rows))
+    head = (f"{'model':<{w}} {'mode':<8} {'io':<8} {'MB':>6} {'x fp32':>6} {'ms':>8} {'x first':>7} "
             f"{'top-1 agr':>9} {'top-5 agr':>9} {'max|err|':>9} {'top-1':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -29,9 +30,12 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
         ms = f"{r['latency_ms']:.2f}" if "latency_ms" in r else "-"
         ratio = f"{r['latency_ratio']:.2f}" if "latency_ratio" in r else "-"
         acc = _pct(r["accuracy"]["top1"]) if "accuracy" in r else "-"
-        lines.append(f"{r['name'][:18]:<18} {r['mode']:<8} {r['io']:<8} {r['bytes'] / 1e6:>6.2f} {r['size_ratio']:>6.2f} "
+        lines.append(f"{r['name']:<{w}} {r['mode']:<8} {r['io']:<8} {r['bytes'] / 1e6:>6.2f} {r['size_ratio']:>6.2f} "
                      f"{ms:>8} {ratio:>7} {_pct(vs['top1_agreement']):>9} {_pct(vs['top5_agreement']):>9} "
                      f"{vs['max_logit_error']:>9.3g} {acc:>6}")
+    for r in rows:
+        for warning in r["warnings"]:
+            lines.append(f"WARNING: {r['name']}: {warning}")
     lines.append(f"{images['measured']} images from {images['root']}"
                  + (f" ({images['excluded_calibration']} left out: calibration images)" if images["excluded_calibration"] else ""))
     if protocol:
