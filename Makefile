@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/perf_convert.py
 	$(PY) benchmarks/perf_runner_overhead.py
 	$(PY) benchmarks/perf_onnx.py
+	$(PY) benchmarks/perf_quantize.py
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info
