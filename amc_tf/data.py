@@ -70,6 +70,7 @@ class Dataset:
     labels: np.ndarray | None = None
     imagenet_labels: np.ndarray | None = None
     records: list[str] = field(default_factory=list)
+    unknown_wnid: str | None = None  # wnid-named class folders with a name outside ImageNet-1k
 
     def default_labels_offset(self, num_classes: int) -> int:
         if self.layout == "tfrecord":
@@ -88,6 +89,8 @@ class Dataset:
                 raise DataError(f"slim TFRecords hold ImageNet labels 1..1000; the model has {num_classes} "
                                 f"classes (labels offset {offset})")
             return None, offset
+        if self.unknown_wnid and num_classes in (1000, 1001):
+            raise DataError(self.unknown_wnid)
         if self.imagenet_labels is not None and num_classes in (1000, 1001):
             labels = self.imagenet_labels
         elif num_classes == len(self.classes):
@@ -143,11 +146,14 @@ def _image_folder(root: str, classes: list[str]) -> Dataset:
     if not files:
         raise DataError(f"{root}: {len(classes)} class folders but no images in them")
     labels = np.asarray(labels, np.int64)
-    imagenet_labels = None
-    if any(WNID_RE.match(c) for c in classes):  # wnid folders: a subset of ImageNet still scores right
-        index_of = np.asarray([_wnid_label(c, f"folder {os.path.join(root, c)}") for c in classes], np.int64)
-        imagenet_labels = index_of[labels]
-    return Dataset("imagefolder", root, tuple(classes), files, labels, imagenet_labels)
+    ds = Dataset("imagefolder", root, tuple(classes), files, labels)
+    if all(WNID_RE.match(c) for c in classes):  # wnid folders: a subset of ImageNet still scores right
+        unknown = [c for c in classes if c not in _wnid_index()]
+        if unknown:  # fine for a model trained on these folders; an error for a 1000-way ImageNet model
+            ds.unknown_wnid = f"unknown ImageNet wnid {unknown[0]!r} (folder {os.path.join(root, unknown[0])})"
+        else:
+            ds.imagenet_labels = np.asarray([_wnid_index()[c] for c in classes], np.int64)[labels]
+    return ds
 
 
 def _flat(root: str, images: list[str]) -> Dataset:

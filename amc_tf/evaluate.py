@@ -241,13 +241,12 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
             progress(Progress(n, total, hit1 / n, hit5 / n, n / (time.perf_counter() - t0)))
     seconds = time.perf_counter() - t0
     index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-    seen = int(index.max()) + 1 if len(index) else 0
-    count = total if total is not None else seen
+    count = total if total is not None else _count_records(dataset.records, limit)
     all_logits = np.full((count, model.num_classes), np.nan, np.float32)
     if len(index):
         all_logits[index] = np.concatenate(rows)
-    if total is None and seen == 0:
-        raise AmcError(f"{dataset.root}: no readable images")
+    if count == 0:
+        raise AmcError(f"{dataset.root}: the TFRecords hold no images")
     evaluated = len(index)
     if evaluated == 0:
         raise AmcError(f"{dataset.root}: none of the {count} images could be read")
@@ -271,6 +270,16 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
         "images_per_s": round(evaluated / seconds, 1) if seconds > 0 else None,
     }
     return result, all_logits
+
+
+def _count_records(records: list[str], limit: int | None) -> int:
+    """How many examples the TFRecord shards hold (a fast pass over the raw records)."""
+    import tensorflow as tf
+
+    ds = tf.data.TFRecordDataset(records)
+    if limit is not None:
+        ds = ds.take(limit)
+    return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
 
 
 def save_logits(path: str, logits: np.ndarray) -> None:

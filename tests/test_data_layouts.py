@@ -42,6 +42,15 @@ def test_imagefolder_sorted_classes_and_imagenet_subset(tmp_path):
         ds.model_labels(10)
 
 
+def test_imagefolder_of_unknown_wnids_scores_a_model_of_its_own_classes_only(tmp_path):
+    _write(tmp_path / "n99999998" / "a.JPEG")
+    _write(tmp_path / WNIDS[5] / "b.JPEG")
+    ds = open_dataset(tmp_path)
+    assert ds.model_labels(2)[0].tolist() == [0, 1]
+    with pytest.raises(DataError, match="unknown ImageNet wnid 'n99999998'"):
+        ds.model_labels(1000)
+
+
 def test_flat_folder_and_unknown_wnid(tmp_path):
     _write(tmp_path / f"{WNIDS[1]}_a.JPEG")
     _write(tmp_path / f"{WNIDS[0]}_b.png")

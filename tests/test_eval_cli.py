@@ -115,9 +115,12 @@ def test_tfrecords_score_like_the_same_images_in_a_folder(imagenet_model, tmp_pa
     # the model's own top-5 classes as labels: top-5 must then be 100%, top-1 matches argmax
     logits = np.load(tmp_path / "flat.npy")
     items = [(d, int(logits[i].argmax()) + 1) for i, (d, _) in enumerate(items)]
+    items[-1] = (b"corrupt", items[-1][1])  # the last record unreadable: still counted
     write_tfrecords(tmp_path / "rec2", items, shards=1)
-    r2 = eval_json(tflite, "--data", tmp_path / "rec2")
+    r2 = eval_json(tflite, "--data", tmp_path / "rec2", "--save-logits", tmp_path / "rec2.npy")
+    assert (r2["images"], r2["evaluated"], r2["skipped"]) == (12, 11, 1)
     assert r2["top1"] == 1.0 and r2["top5"] == 1.0
+    assert np.isnan(np.load(tmp_path / "rec2.npy")[11]).all()
     assert fl["correct_top1"] == rec["correct_top1"]
 
 

@@ -126,7 +126,7 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
         backends["torch"] = open_model(checkpoint, "torch", threads=threads, input_size=input_size)
     else:
         notes.append("PyTorch not compared: " + ("torch is not installed" if checkpoint else
-                                                 "the converted checkpoint is not where report.json says"))
+                                                 "no PyTorch checkpoint where report.json says it was converted from"))
     backends["tf"] = open_model(os.path.join(outdir, "saved_model"), "tf", threads=threads)
     backends["tflite"] = open_model(os.path.join(outdir, fp32), "tflite", threads=threads)
     wp = os.path.join(outdir, "with_preprocessing")
