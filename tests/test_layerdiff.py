@@ -216,3 +216,18 @@ def test_bad_input_is_one_line_exit_2(case, make_checkpoint, converted, tmp_path
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_images_as_inputs(converted, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(300, 260), (120, 200), (96, 96)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
+    result = run_cli("diff", converted["odd-v1"]["fp32"], "--images", tmp_path, "--limit", "2", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["inputs"] == {"count": 2, "source": str(tmp_path)}
+    assert data["passed"] is True
+
+
