@@ -13,7 +13,6 @@ A conversion writes the calibration set's hashes to OUTDIR/calibration.txt
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from amc_tf.errors import AmcError
 from amc_tf.preprocess import Preprocessing
+from amc_tf.fileutil import sha256_file
 
 SYNTHETIC = "synthetic"
 MANIFEST = "calibration.txt"
@@ -34,14 +34,6 @@ SYNTHETIC_WARNING = ("calibrated on SYNTHETIC random-pixel images, not real ones
 
 class CalibrationError(AmcError):
     """The calibration images cannot be used (exit 2)."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def open_images(root: str | os.PathLike):

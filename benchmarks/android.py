@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Callable
 
 from amc_tf.errors import AmcError, DeviceError
+from amc_tf.fileutil import sha256_file
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import Protocol
 from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, run_status,
-                               sha256_file, write_manifest)
+                               write_manifest)
 
 REMOTE_DIR = "/data/local/tmp"
 ADB_HINT = "install it with `apt-get install adb`, or pass --adb PATH or set $ADB"

@@ -22,8 +22,8 @@ from typing import Callable
 from amc_tf.errors import AmcError
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import LOCAL_DELEGATES, Protocol, taskset_cpus
-from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, log_path, run_status, sha256_file,
-                               write_manifest)
+from amc_tf.fileutil import sha256_file
+from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, log_path, run_status, write_manifest)
 
 Progress = Callable[[str], None]
 

@@ -8,7 +8,6 @@ are missing and why.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -171,14 +170,6 @@ def read_manifest(logdir: Path, name: str) -> dict | None:
         return json.loads(p.read_text())
     except (OSError, ValueError):
         return None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_model(path: str | Path) -> Path:

@@ -8,7 +8,6 @@ is replaced only with `force`.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from amc_tf.errors import AmcError, OutputExistsError
 from amc_tf.flops import count as count_macs
 from amc_tf.netspec import Network
 from amc_tf.profiles import check_profile
+from amc_tf.fileutil import sha256_file
 
 
 class VerificationFailed(AmcError):
@@ -53,14 +53,6 @@ class ConvertOptions:
 
 
 Progress = Callable[[str], None]
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verification_batch(network: Network, n: int = 2, seed: int = 0) -> np.ndarray:
@@ -214,7 +206,7 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like any mkdir
     try:
         report = _export(network, reference, tmp, options, timings, progress)
-        report["source"].update({"sha256": _sha256(checkpoint), "bytes": os.path.getsize(checkpoint)})
+        report["source"].update({"sha256": sha256_file(checkpoint), "bytes": os.path.getsize(checkpoint)})
         if options.profile:
             report["network"]["profile"] = options.profile
         timings["total"] = time.perf_counter() - t0
