@@ -9,7 +9,6 @@ calibration and measurement never share an image.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,9 @@ import numpy as np
 from amc_tf import calibration
 from amc_tf.agreement import accuracy, agreement
 from amc_tf.errors import AmcError
+from amc_tf.fileutil import sha256_file
+from amc_tf.outdir import read_outdir
 from amc_tf.preprocess import Preprocessing
-
-FP32_NAME = "model_fp32.tflite"
-
 
 @dataclass
 class Candidate:
@@ -41,25 +39,9 @@ class Candidate:
 
 
 def open_candidate(path: str | os.PathLike) -> Candidate:
-    outdir = Path(path)
-    report_path = outdir / "report.json"
-    if not report_path.is_file():
-        raise AmcError(f"{outdir}: not a conversion output directory (no report.json)")
-    try:
-        report = json.loads(report_path.read_text())
-        rel = report["artifacts"]["tflite"]["path"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AmcError(f"{report_path}: unreadable report ({type(exc).__name__}: {exc})") from None
-    model = outdir / rel
-    if not model.is_file():
-        raise AmcError(f"{outdir}: no {rel}")
-    quantized = "quantization" in report
-    fp32 = outdir / report["artifacts"].get("tflite_fp32", {}).get("path", FP32_NAME) if quantized else model
-    if not fp32.is_file():
-        raise AmcError(f"{outdir}: quantized, but its fp32 model {fp32.name} is missing")
-    return Candidate(outdir.resolve().name, outdir, report, model, fp32,
-                     report["quantization"]["mode"] if quantized else "fp32",
-                     calibration.read_manifest(outdir / calibration.MANIFEST))
+    out = read_outdir(path)
+    return Candidate(out.path.resolve().name, out.path, out.report, out.tflite, out.tflite_fp32, out.quantization_mode,
+                     calibration.read_manifest(out.path / calibration.MANIFEST))
 
 
 def open_candidates(paths) -> list[Candidate]:
@@ -90,7 +72,7 @@ def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | No
 
     dataset = calibration.open_images(root)
     taken = set().union(*(c.calibration_hashes for c in cands))
-    keep = [i for i, f in enumerate(dataset.files) if not taken or calibration.sha256_file(f) not in taken]
+    keep = [i for i, f in enumerate(dataset.files) if not taken or sha256_file(f) not in taken]
     excluded = len(dataset.files) - len(keep)
     if limit is not None:
         keep = keep[:limit]
@@ -116,7 +98,6 @@ def _labels(dataset, num_classes: int, kept: np.ndarray) -> np.ndarray | None:
 
 
 def measure_agreement(cands: list[Candidate], images: Images, progress: Callable[[str], None]) -> list[dict]:
-    from amc_tf.calibration import sha256_file
     from amc_tf.tflite_io import TFLiteModel
 
     fp32_logits: dict[str, np.ndarray] = {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from amc_tf.data import Dataset
 from amc_tf.errors import AmcError
+from amc_tf.outdir import is_outdir, read_outdir
 from amc_tf.preprocess import Preprocessing
 
 BACKENDS = ("auto", "torch", "tf", "tflite")
@@ -39,19 +40,16 @@ class Backend:
     predict: Callable[[np.ndarray], np.ndarray]
 
 
-def _is_outdir(path: str) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "report.json"))
-
-
 def open_model(path: str, backend: str = "auto", *, threads: int = 1, input_size: int | None = None) -> Backend:
     """Open MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a .tflite)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelError(f"{path}: no such file or directory")
-    if _is_outdir(path):
+    if is_outdir(path):
         if backend == "torch":
             raise ModelError(f"{path} is a conversion output: give the PyTorch checkpoint for --backend torch")
-        path = os.path.join(path, "model.tflite" if backend == "tflite" else "saved_model")
+        out = read_outdir(path)
+        path = os.fspath(out.tflite if backend == "tflite" else out.saved_model)
         backend = "tflite" if backend == "tflite" else "tf"
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):

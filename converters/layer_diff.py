@@ -12,7 +12,6 @@ that can run in up to three runtimes (PyTorch, TF, TFLite), and the choice of re
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,27 +89,16 @@ def open_checkpoint(path: str, *, activation=None, bn_eps: float = 1e-5, input_s
     return Subject(path, network, None, sd, missing)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def open_outdir(path: str) -> Subject:
-    from converters.outdir import read_outdir
+    from amc_tf.outdir import read_outdir
 
     out = read_outdir(path)
     network = out.network()
     subject = Subject(path, network, out.tflite)
     subject.torch_missing = _torch_missing()
-    src = out.source_file
+    src = None
     if subject.torch_missing is None:
-        if src is None:
-            subject.torch_missing = "the converted checkpoint is no longer at the path report.json records"
-        elif out.report["source"].get("sha256") not in (None, _sha256(src)):
-            subject.torch_missing = f"{src} changed since the conversion"
+        src, subject.torch_missing = out.pytorch_checkpoint()
     if subject.torch_missing is None:
         from converters.frontends import load
 

@@ -111,24 +111,24 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
                f"{result['images_per_s']} images/s")
 
 
-def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_size: int | None):
-    """{name: Backend} for everything an OUTDIR holds (+ PyTorch when the checkpoint is known)."""
-    import json
+def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_size: int | None,
+                     missing: str | None = None):
+    """{name: Backend} for everything an OUTDIR holds (+ PyTorch when the checkpoint is known;
+    `missing` says why it is not)."""
     import os
 
     from amc_tf import torch_reference
     from amc_tf.evaluate import open_model
+    from amc_tf.outdir import read_outdir
 
-    artifacts = json.loads(open(os.path.join(outdir, "report.json")).read())["artifacts"]
-    fp32 = artifacts.get("tflite_fp32", artifacts["tflite"])["path"]  # a quantized OUTDIR keeps its fp32 model
+    out = read_outdir(outdir)
     backends, notes = {}, []
     if checkpoint and torch_reference.torch_available():
         backends["torch"] = open_model(checkpoint, "torch", threads=threads, input_size=input_size)
     else:
-        notes.append("PyTorch not compared: " + ("torch is not installed" if checkpoint else
-                                                 "no PyTorch checkpoint where report.json says it was converted from"))
-    backends["tf"] = open_model(os.path.join(outdir, "saved_model"), "tf", threads=threads)
-    backends["tflite"] = open_model(os.path.join(outdir, fp32), "tflite", threads=threads)
+        notes.append("PyTorch not compared: " + ("torch is not installed" if checkpoint else missing))
+    backends["tf"] = open_model(os.fspath(out.saved_model), "tf", threads=threads)
+    backends["tflite"] = open_model(os.fspath(out.tflite_fp32), "tflite", threads=threads)  # fp32 even when quantized
     wp = os.path.join(outdir, "with_preprocessing")
     if os.path.isdir(wp):
         backends["tflite_uint8"] = open_model(os.path.join(wp, "model.tflite"), "tflite", threads=threads)
@@ -159,7 +159,6 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     Example:
       amc-tf parity checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar --images /data/imagenet/val --n 500
     """
-    import json
     import os
     import tempfile
 
@@ -171,19 +170,19 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     dataset = open_dataset(images) if images else None
     _set_tf_threads(threads)
     with tempfile.TemporaryDirectory(prefix="amc-tf-parity-") as tmp:
+        missing = None
         if os.path.isdir(target):
-            if not os.path.isfile(os.path.join(target, "report.json")):
-                raise AmcError(f"{target}: not a conversion output (no report.json)")
-            outdir, source = target, json.loads(open(os.path.join(target, "report.json")).read())["source"]
-            checkpoint = source.get("file") if source.get("frontend") == "pytorch" else None
-            checkpoint = checkpoint if checkpoint and os.path.isfile(checkpoint) else None
+            from amc_tf.outdir import read_outdir
+
+            outdir = target
+            checkpoint, missing = read_outdir(target).pytorch_checkpoint()
         else:
             from converters.convert import ConvertOptions, convert
 
             outdir, checkpoint = os.path.join(tmp, "out"), target
             convert(target, outdir, ConvertOptions(input_size=input_size, verify=False,
                                                    exports=("with_preprocessing",)), progress=say)
-        backends, notes = _parity_backends(outdir, checkpoint, threads, input_size)
+        backends, notes = _parity_backends(outdir, checkpoint, threads, input_size, missing)
         prep = preprocessing_for(backends["tf"])
         say(f"preparing {n} images")
         if dataset is not None:

@@ -1,6 +1,8 @@
-"""Read a conversion OUTDIR back: report.json's network description + the slim checkpoint's
-weights give the same Network the conversion was built from, so tools that need the graph
-itself (layer taps) can rebuild it without the original checkpoint."""
+"""Read a conversion OUTDIR back. Every tool that takes an OUTDIR (eval, parity, diff,
+compare) finds its files through `OutDir`: the deployable model.tflite, its fp32 twin when
+quantized, the SavedModel, the source checkpoint if it is still there and unchanged, and the
+Network itself (report.json's network description + the slim checkpoint's weights), so the
+graph can be rebuilt without the original checkpoint."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from amc_tf.errors import AmcError
+from amc_tf.fileutil import sha256_file
 from amc_tf.netspec import Network, NetSpec
 
 
@@ -22,7 +25,22 @@ class OutDir:
 
     @property
     def tflite(self) -> Path:
+        """The deployable model.tflite (quantized when the conversion was)."""
         return self.path / self.report.get("artifacts", {}).get("tflite", {}).get("path", "model.tflite")
+
+    @property
+    def quantization_mode(self) -> str:
+        return self.report.get("quantization", {}).get("mode", "fp32")
+
+    @property
+    def tflite_fp32(self) -> Path:
+        """The fp32 .tflite: model_fp32.tflite beside a quantized model, else model.tflite itself."""
+        fp32 = self.report.get("artifacts", {}).get("tflite_fp32")
+        return self.path / fp32["path"] if fp32 else self.tflite
+
+    @property
+    def saved_model(self) -> Path:
+        return self.path / self.report.get("artifacts", {}).get("saved_model", {}).get("path", "saved_model")
 
     @property
     def slim_prefix(self) -> Path:
@@ -37,6 +55,19 @@ class OutDir:
         """The converted checkpoint, if it is still where it was converted from."""
         src = self.report.get("source", {}).get("file")
         return src if src and os.path.isfile(src) else None
+
+    def pytorch_checkpoint(self) -> tuple[str | None, str | None]:
+        """(the PyTorch checkpoint this OUTDIR was converted from, None) when it is still at the
+        recorded path with the recorded sha256; else (None, why not)."""
+        source = self.report.get("source", {})
+        if source.get("frontend") != "pytorch":
+            return None, f"{source.get('frontend')} input is not a PyTorch checkpoint"
+        src = self.source_file
+        if src is None:
+            return None, "the converted checkpoint is no longer at the path report.json records"
+        if source.get("sha256") not in (None, sha256_file(src)):
+            return None, f"{src} changed since the conversion"
+        return src, None
 
     def network(self) -> Network:
         """The Network rebuilt from the slim checkpoint (needs TensorFlow)."""
@@ -61,7 +92,7 @@ class OutDir:
 
 
 def is_outdir(path: str | os.PathLike) -> bool:
-    return Path(path).is_dir()
+    return (Path(path) / "report.json").is_file()
 
 
 def read_outdir(path: str | os.PathLike) -> OutDir:
@@ -77,4 +108,6 @@ def read_outdir(path: str | os.PathLike) -> OutDir:
     out = OutDir(path, report)
     if not out.tflite.is_file():
         raise AmcError(f"{path}: no {out.tflite.name}")
+    if not out.tflite_fp32.is_file():
+        raise AmcError(f"{path}: quantized, but its fp32 model {out.tflite_fp32.name} is missing")
     return out
