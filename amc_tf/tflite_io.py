@@ -34,12 +34,20 @@ def quantize(x: np.ndarray, details: dict) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, details: dict) -> np.ndarray:
-    """The tensor's values as float32 (integer tensors through their scale and zero point)."""
-    sz = _scale_zero(details)
-    if not np.issubdtype(np.asarray(q).dtype, np.integer) or sz is None:
+    """The tensor's values as float32 (integer tensors through their scale and zero point,
+    per channel along `quantized_dimension` when the tensor has several scales)."""
+    q = np.asarray(q)
+    params = details.get("quantization_parameters", {})
+    scales = np.asarray(params.get("scales", []), np.float64)
+    if not np.issubdtype(q.dtype, np.integer) or _scale_zero(details) is None:
         return np.array(q, np.float32)
-    scale, zero = sz
-    return ((np.asarray(q, np.float64) - zero) * scale).astype(np.float32)
+    if scales.size > 1:
+        shape = [1] * q.ndim
+        shape[params.get("quantized_dimension", 0)] = -1
+        zeros = np.asarray(params["zero_points"], np.float64).reshape(shape)
+        return ((q.astype(np.float64) - zeros) * scales.reshape(shape)).astype(np.float32)
+    scale, zero = _scale_zero(details)
+    return ((q.astype(np.float64) - zero) * scale).astype(np.float32)
 
 
 def quantized_io(details: dict) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from amc_tf.errors import AmcError
 from amc_tf.layerdiff import Taps, pool_key, tap_points
 from amc_tf.netspec import Network, NetSpec
+from amc_tf.tflite_io import dequantize, quantize
 
 
 def tap_op_names(model) -> dict[str, str]:
@@ -53,27 +54,6 @@ def torch_taps(network: Network, state_dict: dict, x: np.ndarray, label: str = "
     taps: dict = {}
     forward(network.spec, state_dict, network.source["layer_keys"], x, taps=taps)
     return Taps(label, taps, torch_names(network))
-
-
-def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
-    q = detail.get("quantization_parameters", {})
-    scales, zeros = q.get("scales", np.zeros(0)), q.get("zero_points", np.zeros(0))
-    if value.dtype.kind not in "iu" or len(scales) == 0:
-        return value.astype(np.float32)
-    if len(scales) == 1:
-        return ((value.astype(np.float32) - zeros[0]) * scales[0]).astype(np.float32)
-    shape = [1] * value.ndim
-    shape[q.get("quantized_dimension", 0)] = -1
-    return ((value.astype(np.float32) - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
-
-
-def _quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = detail["dtype"]
-    if np.dtype(dtype).kind == "f":
-        return x.astype(dtype)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
 
 def tflite_tensor_map(interp, spec: NetSpec, op_names: dict[str, str]) -> dict[str, dict]:
@@ -112,9 +92,9 @@ def tflite_taps(path_or_bytes, spec: NetSpec, op_names: dict[str, str], x: np.nd
     tensors = tflite_tensor_map(interp, spec, op_names)
     collected: dict[str, list] = {k: [] for k in tensors}
     for sample in x:
-        interp.set_tensor(inp["index"], _quantize_input(sample[None], inp))
+        interp.set_tensor(inp["index"], quantize(sample[None], inp))
         interp.invoke()
         for key, detail in tensors.items():
-            collected[key].append(_dequantize(interp.get_tensor(detail["index"]), detail)[0])
+            collected[key].append(dequantize(interp.get_tensor(detail["index"]), detail)[0])
     names = {k: f"#{d['index']} {d['name']}" for k, d in tensors.items()}
     return Taps(label, {k: np.stack(v) for k, v in collected.items()}, names)
