@@ -193,7 +193,7 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     from converters.frontends import load
 
     network, _ = load(checkpoint, activation=options.activation, bn_eps=options.bn_eps,
-                               input_size=options.input_size)
+                      input_size=options.input_size)
     if options.profile:
         check_profile(network.spec, options.profile)
     timings["read"] = time.perf_counter() - t0
@@ -227,7 +227,8 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     return report
 
 
-def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions, timings: dict, progress: Progress) -> dict:
+def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions,
+            timings: dict, progress: Progress) -> dict:
     from converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
     from converters.tf_builder import build
 
