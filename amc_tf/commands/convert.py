@@ -47,8 +47,8 @@ def _progress(quiet: bool):
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @handle_errors
-def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, with_preprocessing, quantize, calibration,
-            calibration_size, io_type, no_verify, force, as_json, quiet):
+def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, with_preprocessing,
+            quantize, calibration, calibration_size, io_type, no_verify, force, as_json, quiet):
     """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
     to TFLite, a SavedModel and a TF-slim checkpoint.
 
@@ -64,8 +64,10 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
 
     if onnx_layout and "onnx" not in exports:
         raise AmcError("--onnx-layout needs --export onnx")
+    if with_preprocessing:
+        exports = exports + ("with_preprocessing",)
     options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, input_size=input_size,
-                             verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports + (("with_preprocessing",) if with_preprocessing else ()))),
+                             verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports)),
                              onnx_layout=onnx_layout or "nchw", quantize=quantize, calibration=calibration,
                              calibration_size=calibration_size, io=io_type)
     report = run(checkpoint, outdir, options, progress=_progress(quiet))
