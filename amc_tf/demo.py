@@ -82,7 +82,9 @@ def main(outdir: Path, seed: int, force: bool) -> None:
                    f"{ref['top1_agreement']:>6.0%} {time.perf_counter() - t:>5.1f}s")
     click.echo(f"\nrel = max|diff| / max|logit|; the gate is 1e-4. "
                f"{'All conversions passed.' if not failures else f'{failures} conversion(s) FAILED verification.'}")
-    click.echo(f"Outputs in {outdir}/. Next: amc-tf bench {outdir}/0.5flops-legacy/model.tflite --runs 20 --warmup 5 --repeats 1")
+    click.echo(f"Outputs in {outdir}/. Next, after `. .venv/bin/activate`:\n"
+               f"  amc-tf bench {outdir}/0.5flops-legacy/model.tflite --name 0.5flops\n"
+               f"  amc-tf diff {outdir}/0.5flops-legacy")
     sys.exit(1 if failures else 0)
 
 
