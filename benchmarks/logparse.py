@@ -230,46 +230,49 @@ def _parse_op_tables(lines: list[str]) -> tuple[list[OpTiming], dict[str, dict]]
     return ops, by_type
 
 
-def parse_text(text: str, source: str | None = None) -> LogResult:
-    res = LogResult(source=source)
-    pairs = clean_lines(text)
-    lines = [t for _, t in pairs]
+@dataclass
+class _Scan:
+    """What one pass over a log's lines collected, before any of it is interpreted."""
 
-    headers: list[int] = []  # the iteration count each header announced
-    stats: list[dict] = []  # stat line that follows each header
-    loose_stats: list[dict] = []  # stat lines with no header (odd logs)
-    expect_stat = False
+    headers: list[int] = field(default_factory=list)  # the iteration count each header announced
+    stats: list[dict] = field(default_factory=list)  # stat line that follows each header
+    loose_stats: list[dict] = field(default_factory=list)  # stat lines with no header (odd logs)
     summary: dict[str, float] | None = None
-    summary_kind = None
-    litert: dict[str, tuple[float, str | None, int | None]] = {}
-    in_litert = False
-    failed_line = False
-    errors: list[str] = []
+    summary_kind: str | None = None
+    litert: dict[str, tuple[float, str | None, int | None]] = field(default_factory=dict)
+    failed_line: bool = False
+    errors: list[str] = field(default_factory=list)
 
+
+def _scan(pairs, res: LogResult) -> _Scan:
+    """One pass over the cleaned lines: collect stat lines, summaries, the LiteRT block and
+    failure lines; fill the header facts (init time, memory, graph, threads) into `res`."""
+    sc = _Scan()
+    expect_stat = in_litert = False
     for level, line in pairs:
         s = line.strip()
         if not s:
             continue
         if level == "E":
-            errors.append(s)
+            sc.errors.append(s)
         m = _HEADER.search(s)
         if m:
-            headers.append(int(m.group(1)))
+            sc.headers.append(int(m.group(1)))
             expect_stat = True
             continue
         m = _STAT.search(s)
         if m and "Timings (" not in s and "Memory (" not in s:
             st = _stat(m.group(2), int(m.group(1)))
             if expect_stat:
-                stats.append(st)
+                sc.stats.append(st)
                 expect_stat = False
             else:
-                loose_stats.append(st)
+                sc.loose_stats.append(st)
             continue
         m = _SUMMARY.search(s)
         if m:
-            summary = _parse_summary_items(m.group(2))
-            summary_kind = "2018" if m.group(1).startswith("Average") else "tflite"
+            sc.summary = _parse_summary_items(m.group(2))
+            sc.summary_kind = "2018" if m.group(1).startswith("Average") else "tflite"
             continue
         if _LITERT_BLOCK.search(s):
             in_litert = True
@@ -277,11 +280,12 @@ def parse_text(text: str, source: str | None = None) -> LogResult:
         if in_litert:
             if s.startswith("====="):
                 # the block's closing rule (a rule right under the title is decoration)
-                in_litert = not litert
+                in_litert = not sc.litert
                 continue
             m = _LITERT_ITEM.match(s)
             if m:
-                litert[m.group(1).strip().lower()] = (_num(m.group(2)), m.group(3), int(m.group(4)) if m.group(4) else None)
+                sc.litert[m.group(1).strip().lower()] = (_num(m.group(2)), m.group(3),
+                                                         int(m.group(4)) if m.group(4) else None)
             continue
         m = _INIT_SESSION.search(s)
         if m and res.init_us is None:
@@ -297,10 +301,10 @@ def parse_text(text: str, source: str | None = None) -> LogResult:
             res.memory_mb = _num(m.group(1))
             continue
         if _FAILED.search(s):
-            failed_line = True
+            sc.failed_line = True
             continue
-        if _FAIL_REASON.search(s) and s not in errors:
-            errors.append(s)
+        if _FAIL_REASON.search(s) and s not in sc.errors:
+            sc.errors.append(s)
         if s.startswith("Graph: [") and res.graph is None:
             res.graph = s[len("Graph: ["):].rstrip("]")
         elif s.startswith("Num threads: [") and res.num_threads is None:
@@ -308,12 +312,16 @@ def parse_text(text: str, source: str | None = None) -> LogResult:
                 res.num_threads = int(s[len("Num threads: ["):].rstrip("]"))
             except ValueError:
                 pass
+    return sc
 
-    # stat lines: first header = warm-up, second = timed runs
-    warm = stats[0] if len(stats) >= 1 else None
-    timed = stats[1] if len(stats) >= 2 else None
-    if not headers and len(loose_stats) >= 2:
-        warm, timed = loose_stats[0], loose_stats[1]
+
+def _apply_stats(sc: _Scan, res: LogResult) -> dict | None:
+    """Stat lines: the first header's is the warm-up, the second's the timed runs. Returns the
+    timed stat line, if any."""
+    warm = sc.stats[0] if len(sc.stats) >= 1 else None
+    timed = sc.stats[1] if len(sc.stats) >= 2 else None
+    if not sc.headers and len(sc.loose_stats) >= 2:
+        warm, timed = sc.loose_stats[0], sc.loose_stats[1]
     if warm:
         res.warmup_count = int(warm["count"])
         res.warmup_avg_us = warm.get("avg")
@@ -325,77 +333,98 @@ def parse_text(text: str, source: str | None = None) -> LogResult:
         res.min_us = timed.get("min")
         res.max_us = timed.get("max")
         res.median_us = timed.get("median")
+    return timed
 
-    if summary is not None:
-        res.format = summary_kind
-        w = summary.get("warmup (avg)", summary.get("warmup"))
-        if res.warmup_avg_us is None and w is not None:
-            res.warmup_avg_us = w
-        inf = summary.get("inference (avg)", summary.get("inference", summary.get("no stats")))
-        if res.inference_avg_us is None and inf is not None:
-            res.inference_avg_us = inf
-        if "init" in summary:
-            res.init_us = summary["init"]
-        if "first inference" in summary:
-            res.first_us = summary["first inference"]
 
-    if litert:
-        res.format = res.format or "litert"
+def _apply_summary(summary: dict[str, float], kind: str, res: LogResult) -> None:
+    """The `(Average) Inference timings in us:` line fills what the stat lines did not."""
+    res.format = kind
+    w = summary.get("warmup (avg)", summary.get("warmup"))
+    if res.warmup_avg_us is None and w is not None:
+        res.warmup_avg_us = w
+    inf = summary.get("inference (avg)", summary.get("inference", summary.get("no stats")))
+    if res.inference_avg_us is None and inf is not None:
+        res.inference_avg_us = inf
+    if "init" in summary:
+        res.init_us = summary["init"]
+    if "first inference" in summary:
+        res.first_us = summary["first inference"]
 
-        def ms(key):
-            v = litert.get(key)
-            return None if v is None else v[0] * 1000.0
 
-        if "model initialization" in litert:
-            res.init_us = ms("model initialization")
-        first = ms("warmup (first)") if "warmup (first)" in litert else ms("first inference")
-        if first is not None:
-            res.first_us = first
-        if timed is None:
-            # the stat lines (µs, 6 digits) beat the block (ms, 2 decimals) when both exist
-            res.warmup_avg_us = ms("warmup (avg)") if "warmup (avg)" in litert else res.warmup_avg_us
-            if "warmup (avg)" in litert and litert["warmup (avg)"][2] is not None:
-                res.warmup_count = litert["warmup (avg)"][2]
-            res.inference_avg_us = ms("inference (avg)")
-            if "inference (avg)" in litert and litert["inference (avg)"][2] is not None:
-                res.count = litert["inference (avg)"][2]
-            res.min_us = ms("inference (min)")
-            res.max_us = ms("inference (max)")
-            res.std_us = ms("inference (std)")
-            res.median_us = ms("inference (median)")
-        if "overall footprint" in litert:
-            res.memory_mb = litert["overall footprint"][0]
-        if "init footprint" in litert:
-            res.memory_init_mb = litert["init footprint"][0]
-        if "peak memory" in litert:
-            res.memory_mb = litert["peak memory"][0]
+def _apply_litert(litert: dict[str, tuple[float, str | None, int | None]], have_stat_lines: bool,
+                  res: LogResult) -> None:
+    """The newer LiteRT tool's BENCHMARK RESULTS block (milliseconds)."""
+    res.format = res.format or "litert"
 
-    res.ops, res.ops_by_type = _parse_op_tables(lines)
-    res.details = errors
+    def ms(key):
+        v = litert.get(key)
+        return None if v is None else v[0] * 1000.0
 
-    has_result = res.inference_avg_us is not None and (summary is not None or litert or timed is not None)
+    if "model initialization" in litert:
+        res.init_us = ms("model initialization")
+    first = ms("warmup (first)") if "warmup (first)" in litert else ms("first inference")
+    if first is not None:
+        res.first_us = first
+    if not have_stat_lines:
+        # the stat lines (µs, 6 digits) beat the block (ms, 2 decimals) when both exist
+        res.warmup_avg_us = ms("warmup (avg)") if "warmup (avg)" in litert else res.warmup_avg_us
+        if "warmup (avg)" in litert and litert["warmup (avg)"][2] is not None:
+            res.warmup_count = litert["warmup (avg)"][2]
+        res.inference_avg_us = ms("inference (avg)")
+        if "inference (avg)" in litert and litert["inference (avg)"][2] is not None:
+            res.count = litert["inference (avg)"][2]
+        res.min_us = ms("inference (min)")
+        res.max_us = ms("inference (max)")
+        res.std_us = ms("inference (std)")
+        res.median_us = ms("inference (median)")
+    if "overall footprint" in litert:
+        res.memory_mb = litert["overall footprint"][0]
+    if "init footprint" in litert:
+        res.memory_init_mb = litert["init footprint"][0]
+    if "peak memory" in litert:
+        res.memory_mb = litert["peak memory"][0]
+
+
+def _decide_status(sc: _Scan, timed: dict | None, lines: list[str], text: str, res: LogResult) -> None:
+    """ok, failed (with the reason) or no_result (with what is missing) — never a zero latency."""
+    has_result = res.inference_avg_us is not None and (sc.summary is not None or sc.litert or timed is not None)
     if has_result and res.count == 0:
         has_result = False
     if has_result:
         res.status, res.failed, res.error = "ok", False, None
         if res.format is None:
             res.format = "tflite"
-    elif failed_line or errors:
+    elif sc.failed_line or sc.errors:
         res.status, res.failed = "failed", True
-        reason = next((e for e in reversed(errors) if e.startswith("Failed to")), None)
-        reason = reason or (errors[0] if errors else None)
+        reason = next((e for e in reversed(sc.errors) if e.startswith("Failed to")), None)
+        reason = reason or (sc.errors[0] if sc.errors else None)
         res.error = f"Benchmarking failed: {reason}" if reason else "Benchmarking failed (the log gives no reason)"
         res.format = None
     else:
         res.status, res.failed, res.format = "no_result", True, None
         if not any(l.strip() for l in lines):
             res.error = "no result: the log is empty"
-        elif not headers and not summary and "STARTING!" not in text:
+        elif not sc.headers and not sc.summary and "STARTING!" not in text:
             res.error = "no result: this does not look like a benchmark_model log"
-        elif len(stats) == 1:
+        elif len(sc.stats) == 1:
             res.error = "no result: the log ends after the warm-up (run cut short?)"
         else:
             res.error = "no result: the log ends before the timed runs finished (run cut short?)"
+
+
+def parse_text(text: str, source: str | None = None) -> LogResult:
+    res = LogResult(source=source)
+    pairs = clean_lines(text)
+    lines = [t for _, t in pairs]
+    sc = _scan(pairs, res)
+    timed = _apply_stats(sc, res)
+    if sc.summary is not None:
+        _apply_summary(sc.summary, sc.summary_kind, res)
+    if sc.litert:
+        _apply_litert(sc.litert, timed is not None, res)
+    res.ops, res.ops_by_type = _parse_op_tables(lines)
+    res.details = sc.errors
+    _decide_status(sc, timed, lines, text, res)
     return res
 
 
