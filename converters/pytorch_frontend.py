@@ -99,6 +99,56 @@ def _describe_net(ops: list[_Op]) -> str:
     return f"{len(convs)} convs, {len(ops) - len(convs)} linear layers"
 
 
+def _match_blocks(body: list[_Op]) -> tuple[list[tuple[int | None, int]], list[list[_Op]], _Op | None]:
+    """Group the convs between stem and classifier into blocks: depthwise + pointwise (V1, and
+    V2's first block), pointwise + depthwise + pointwise (V2's expanded blocks), and a final
+    lone pointwise (V2's last conv). Returns ((expand_ch, out_ch) per block, the blocks' ops,
+    the final conv or None)."""
+    widths: list[tuple[int | None, int]] = []
+    block_ops: list[list[_Op]] = []
+    last: _Op | None = None
+    i = 0
+    while i < len(body):
+        op = body[i]
+        nxt = body[i + 1] if i + 1 < len(body) else None
+        if op.is_depthwise and nxt is not None and nxt.is_pointwise:
+            widths.append((None, nxt.cout))
+            block_ops.append([op, nxt])
+            i += 2
+        elif op.is_pointwise and nxt is not None and nxt.is_depthwise and i + 2 < len(body) and body[i + 2].is_pointwise:
+            widths.append((op.cout, body[i + 2].cout))
+            block_ops.append([op, nxt, body[i + 2]])
+            i += 3
+        elif op.is_pointwise and nxt is None:
+            last = op
+            i += 1
+        else:
+            raise ArchitectureError(
+                f"conv {op.describe()} does not fit a depthwise-separable or inverted-residual block: not a MobileNetV1/V2"
+            )
+    return widths, block_ops, last
+
+
+def _check_channel_chain(stem: _Op, block_ops: list[list[_Op]], last: _Op | None, fc: _Op) -> None:
+    """Every layer must take the channels the one before it gives."""
+    prev = stem.cout
+    for k, ops_k in enumerate(block_ops):
+        first = ops_k[0]
+        cin = first.cin if not first.is_depthwise else first.cout
+        if cin != prev:
+            raise ArchitectureError(f"block {k}: {first.describe()} takes {cin} channels but the previous layer gives {prev}")
+        dw = ops_k[-2]
+        if dw.cout != ops_k[-1].cin:
+            raise ArchitectureError(f"block {k}: depthwise {dw.describe()} gives {dw.cout} channels, next conv takes {ops_k[-1].cin}")
+        prev = ops_k[-1].cout
+    if last is not None:
+        if last.cin != prev:
+            raise ArchitectureError(f"final conv {last.describe()} takes {last.cin} channels, the last block gives {prev}")
+        prev = last.cout
+    if fc.weight.shape[1] != prev:
+        raise ArchitectureError(f"classifier {fc.describe()} takes {fc.weight.shape[1]} features, the network gives {prev}")
+
+
 def infer_network(
     sd: "OrderedDict[str, np.ndarray]",
     *,
@@ -125,28 +175,7 @@ def infer_network(
     if stem.kernel != 3 or stem.is_depthwise or stem.cin != 3:
         raise ArchitectureError(f"first conv {stem.describe()} is not a MobileNet stem (3x3 conv from 3 channels)")
 
-    widths: list[tuple[int | None, int]] = []  # (expand_ch, out_ch) per block
-    block_ops: list[list[_Op]] = []
-    last: _Op | None = None
-    i = 0
-    while i < len(body):
-        op = body[i]
-        nxt = body[i + 1] if i + 1 < len(body) else None
-        if op.is_depthwise and nxt is not None and nxt.is_pointwise:
-            widths.append((None, nxt.cout))
-            block_ops.append([op, nxt])
-            i += 2
-        elif op.is_pointwise and nxt is not None and nxt.is_depthwise and i + 2 < len(body) and body[i + 2].is_pointwise:
-            widths.append((op.cout, body[i + 2].cout))
-            block_ops.append([op, nxt, body[i + 2]])
-            i += 3
-        elif op.is_pointwise and nxt is None:
-            last = op
-            i += 1
-        else:
-            raise ArchitectureError(
-                f"conv {op.describe()} does not fit a depthwise-separable or inverted-residual block: not a MobileNetV1/V2"
-            )
+    widths, block_ops, last = _match_blocks(body)
 
     has_expand = any(e is not None for e, _ in widths)
     family = V2 if (has_expand or last is not None) else V1
@@ -159,23 +188,7 @@ def infer_network(
     if family == V2 and last is None:
         raise ArchitectureError("MobileNetV2-like blocks but no final 1x1 conv before the classifier")
 
-    # channel consistency along the chain
-    prev = stem.cout
-    for k, ops_k in enumerate(block_ops):
-        first = ops_k[0]
-        cin = first.cin if not first.is_depthwise else first.cout
-        if cin != prev:
-            raise ArchitectureError(f"block {k}: {first.describe()} takes {cin} channels but the previous layer gives {prev}")
-        dw = ops_k[-2]
-        if dw.cout != ops_k[-1].cin:
-            raise ArchitectureError(f"block {k}: depthwise {dw.describe()} gives {dw.cout} channels, next conv takes {ops_k[-1].cin}")
-        prev = ops_k[-1].cout
-    if last is not None:
-        if last.cin != prev:
-            raise ArchitectureError(f"final conv {last.describe()} takes {last.cin} channels, the last block gives {prev}")
-        prev = last.cout
-    if fc.weight.shape[1] != prev:
-        raise ArchitectureError(f"classifier {fc.describe()} takes {fc.weight.shape[1]} features, the network gives {prev}")
+    _check_channel_chain(stem, block_ops, last, fc)
 
     blocks = make_blocks(family, widths, stem.cout)
     spec = NetSpec(
