@@ -138,6 +138,9 @@ def _check_channel_chain(stem: _Op, block_ops: list[list[_Op]], last: _Op | None
         if cin != prev:
             raise ArchitectureError(f"block {k}: {first.describe()} takes {cin} channels but the previous layer gives {prev}")
         dw = ops_k[-2]
+        if len(ops_k) == 3 and first.cout != dw.cout:
+            raise ArchitectureError(f"block {k}: expansion {first.describe()} gives {first.cout} channels, "
+                                    f"the depthwise after it has {dw.cout}")
         if dw.cout != ops_k[-1].cin:
             raise ArchitectureError(f"block {k}: depthwise {dw.describe()} gives {dw.cout} channels, next conv takes {ops_k[-1].cin}")
         prev = ops_k[-1].cout

@@ -167,3 +167,21 @@ def test_self_check_failure_exits_1_and_keeps_the_evidence(tmp_path, make_checkp
     assert ver["passed"] is False
     assert ver["pairs"]["tf_vs_torch"]["max_abs_diff"] > ver["tolerance"]
     assert ver["pairs"]["tf_vs_tflite"]["max_abs_diff"] <= ver["tolerance"]  # both exports share the bug
+
+
+def test_expansion_width_must_match_the_depthwise(make_checkpoint):
+    """A V2 block whose expand conv gives more channels than its depthwise takes is refused
+    with an error naming the block, not a crash further down."""
+    from amc_tf.errors import ArchitectureError
+    from converters.pytorch_frontend import infer_network
+
+    _, model, _ = make_checkpoint("odd-v2", "amc", "zip")
+    sd = {k: v.numpy() for k, v in model.state_dict().items()}
+    h = sd["features.2.conv.3.weight"].shape[0]
+    for key in [k for k in sd if k.startswith("features.2.conv.4.")]:
+        if sd[key].ndim == 1:
+            sd[key] = sd[key][: h - 1]
+    sd["features.2.conv.3.weight"] = sd["features.2.conv.3.weight"][: h - 1]
+    sd["features.2.conv.6.weight"] = sd["features.2.conv.6.weight"][:, : h - 1]
+    with pytest.raises(ArchitectureError, match=f"block 1: .* gives {h} channels, the depthwise after it has {h - 1}"):
+        infer_network(sd)
