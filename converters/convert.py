@@ -254,23 +254,7 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
     names = write_slim_checkpoint(model, tmp / "slim" / "model.ckpt")
     timings["slim"] = time.perf_counter() - t
 
-    runtimes, extra_artifacts = {}, {}
-    if "onnx" in options.exports:
-        from amc_tf import onnx_reference
-        from converters.onnx_exporter import write_onnx
-
-        t = time.perf_counter()
-        progress("writing model.onnx")
-        extra_artifacts["onnx"] = write_onnx(model, tmp / "model.onnx", options.onnx_layout)
-        runtimes["onnx_export"] = lambda x: onnx_reference.run(tmp / "model.onnx", x, options.onnx_layout)
-        timings["onnx"] = time.perf_counter() - t
-    if "with_preprocessing" in options.exports:
-        from converters.preprocessing_export import write_all
-
-        t = time.perf_counter()
-        progress("writing with_preprocessing/ (uint8 input SavedModel and TFLite)")
-        extra_artifacts["with_preprocessing"] = write_all(model, tmp / "with_preprocessing")
-        timings["with_preprocessing"] = time.perf_counter() - t
+    runtimes, extra_artifacts = _extra_exports(model, tmp, options, timings, progress)
 
     macs = count_macs(network.spec)
     report = {
@@ -307,6 +291,29 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
         report["artifacts"]["tflite"], report["quantization"] = export_quantized(model, network, tmp, options,
                                                                                  timings, progress)
     return report
+
+
+def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, progress: Progress):
+    """The optional artifacts (`--export onnx`, `--with-preprocessing`): ({runtime name: NHWC batch ->
+    logits} for the self-check, {artifact name: report entry})."""
+    runtimes, extra_artifacts = {}, {}
+    if "onnx" in options.exports:
+        from amc_tf import onnx_reference
+        from converters.onnx_exporter import write_onnx
+
+        t = time.perf_counter()
+        progress("writing model.onnx")
+        extra_artifacts["onnx"] = write_onnx(model, tmp / "model.onnx", options.onnx_layout)
+        runtimes["onnx_export"] = lambda x: onnx_reference.run(tmp / "model.onnx", x, options.onnx_layout)
+        timings["onnx"] = time.perf_counter() - t
+    if "with_preprocessing" in options.exports:
+        from converters.preprocessing_export import write_all
+
+        t = time.perf_counter()
+        progress("writing with_preprocessing/ (uint8 input SavedModel and TFLite)")
+        extra_artifacts["with_preprocessing"] = write_all(model, tmp / "with_preprocessing")
+        timings["with_preprocessing"] = time.perf_counter() - t
+    return runtimes, extra_artifacts
 
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:
