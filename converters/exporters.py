@@ -44,13 +44,17 @@ def tflite_bytes(model: SlimMobileNet) -> bytes:
     return tflite_from_concrete(model.serving_function(batch=1, frozen=True).get_concrete_function())
 
 
-def tflite_from_concrete(concrete) -> bytes:
-    """A TFLite flatbuffer from a concrete function (weights traced in as constants)."""
+def tflite_from_concrete(concrete, configure=None) -> bytes:
+    """A TFLite flatbuffer from a concrete function (weights traced in as constants);
+    `configure(converter)` may set quantization options before converting."""
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # it warns that this (the fast) path wants a trackable object
     try:
-        return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        if configure is not None:
+            configure(converter)
+        return converter.convert()
     finally:
         absl_logger.setLevel(level)
 

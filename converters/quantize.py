@@ -16,7 +16,6 @@ Modes:
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -58,28 +57,24 @@ def quantized_tflite_bytes(model, request: QuantizeRequest,
 
     if (request.mode == "int8") != (representative is not None):
         raise QuantizeError("int8 needs calibration batches; fp16 and dynamic take none")
-    concrete = model.serving_function(batch=1, frozen=True).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if request.mode == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif request.mode == "int8":
-        converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative())
-        # integer kernels only: a float fallback op would make it silently not an int8 model
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[request.io]
-        converter.inference_input_type = io
-        converter.inference_output_type = io
-    absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)  # the from_concrete_functions path warns it wants a trackable object
-    try:
-        with warnings.catch_warnings():
-            # "Statistics for quantized inputs were expected": the calibration provides them
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return converter.convert()
-    finally:
-        absl.setLevel(level)
+    from converters.exporters import tflite_from_concrete
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if request.mode == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif request.mode == "int8":
+            converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in representative())
+            # integer kernels only: a float fallback op would make it silently not an int8 model
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io = {"float32": tf.float32, "uint8": tf.uint8, "int8": tf.int8}[request.io]
+            converter.inference_input_type = io
+            converter.inference_output_type = io
+
+    with warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": the calibration provides them
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return tflite_from_concrete(model.serving_function(batch=1, frozen=True).get_concrete_function(), configure)
 
 
 # --- reading back what a .tflite holds ------------------------------------------------

@@ -1,41 +1,26 @@
-"""Quantized twins of a converted model for the layer-diff tests, made with the TF converter
-on the same built graph (the `convert --quantize` feature belongs to another issue)."""
+"""Quantized twins of a converted model for the layer-diff tests, made by the project's own
+quantizer (converters.quantize) on the same built graph."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 
 def quantized_tflite(model, mode: str, calibration: int = 8, seed: int = 1) -> bytes:
-    """`int8`: post-training full-integer quantization (per-channel weights, int8 activations
-    calibrated on standard-normal inputs, float input/output); `fp16`: float16 weights."""
-    concrete = model.serving_function(batch=1, frozen=True).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "int8":
-        size, rng = model.spec.input_size, np.random.default_rng(seed)
+    """`int8`: full-integer (per-channel weights, int8 activations calibrated on standard-normal
+    inputs, float input/output); `fp16`: float16 weights."""
+    from converters.quantize import QuantizeRequest, quantized_tflite_bytes
 
-        def representative():
-            for _ in range(calibration):
-                yield [rng.standard_normal((1, size, size, model.spec.in_ch)).astype(np.float32)]
+    size, rng = model.spec.input_size, np.random.default_rng(seed)
 
-        converter.representative_dataset = representative
-    else:
-        raise ValueError(mode)
-    absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)
-    try:
-        return converter.convert()
-    finally:
-        absl.setLevel(level)
+    def normal_batches():
+        for _ in range(calibration):
+            yield rng.standard_normal((1, size, size, model.spec.in_ch)).astype(np.float32)
+
+    return quantized_tflite_bytes(model, QuantizeRequest(mode), normal_batches if mode == "int8" else None)
 
 
 def quantized_twin(outdir: Path, twin: Path, mode: str) -> Path:
