@@ -72,8 +72,10 @@ class Adb:
 
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run([self.path] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  timeout=timeout)
+            # stdin: never the caller's (adb shell forwards it to the device and so would eat a
+            # `while read serial; do amc-tf bench ...; done < list` loop's input)
+            return subprocess.run([self.path] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=timeout)
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(args, 124, b"", f"adb {args[0]} timed out after {timeout:g}s".encode())
         except OSError as exc:
@@ -86,7 +88,7 @@ class Adb:
     def devices(self) -> dict[str, str]:
         proc = self._run(["devices"])
         if proc.returncode != 0:
-            raise DeviceError(f"`adb devices` failed: {self._text(proc.stderr).strip() or proc.returncode}")
+            raise DeviceError(f"`adb devices` failed: {one_line(self._text(proc.stderr)) or proc.returncode}")
         out = {}
         for line in self._text(proc.stdout).splitlines():
             line = line.strip()
@@ -103,7 +105,7 @@ class Adb:
         proc = self._run(["-s", serial, "get-state"], timeout=30)
         if proc.returncode == 0:
             return self._text(proc.stdout).strip(), ""
-        return None, (self._text(proc.stderr) + self._text(proc.stdout)).strip()
+        return None, one_line(self._text(proc.stderr) + self._text(proc.stdout))
 
     def shell(self, serial: str, command: str, timeout: float = 120) -> tuple[int, str, str]:
         proc = self._run(["-s", serial, "shell", command], timeout=timeout)
@@ -111,7 +113,15 @@ class Adb:
 
     def push(self, serial: str, local: Path, remote: str) -> tuple[int, str]:
         proc = self._run(["-s", serial, "push", str(local), remote], timeout=600)
-        return proc.returncode, (self._text(proc.stderr) + self._text(proc.stdout)).strip()
+        return proc.returncode, one_line(self._text(proc.stderr) + self._text(proc.stdout))
+
+
+def one_line(text: str) -> str:
+    """adb's messages as one line: its error lines if any (else every line), without the
+    server start-up chatter (`* daemon not running; starting now at tcp:PORT`)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("* ")]
+    errors = [ln for ln in lines if re.search(r"error|fail", ln, flags=re.I)]
+    return "; ".join(errors or lines)
 
 
 def state_problem(serial: str, state: str) -> str | None:
@@ -144,7 +154,9 @@ def select_serials(adb: Adb, serials: list[str]) -> list[str]:
         seen.add(s)
         if s not in listed:
             have = ", ".join(sorted(listed)) or "none"
-            raise DeviceError(f"device {s} not found (connected: {have})")
+            hint = (f"; for a network device run `adb connect {s}` first"
+                    if re.match(r"^[\w.-]+:\d+$", s) else "")
+            raise DeviceError(f"device {s} not found (connected: {have}){hint}")
         problem = state_problem(s, listed[s])
         if problem:
             raise DeviceError(problem)
@@ -216,10 +228,14 @@ class DeviceWorker:
 
     def place(self, local: Path, remote: str, executable: bool) -> None:
         q = shlex.quote(remote)
-        rc, out, err = self.adb.shell(self.serial, f"if [ -f {q} ]; then stat -c %s {q}; sha256sum {q}; fi")
+        rc, out, err = self.adb.shell(self.serial, f"if [ -d {q} ]; then echo is-a-directory; "
+                                                   f"elif [ -f {q} ]; then stat -c %s {q}; sha256sum {q}; fi")
         if rc != 0:
             self.check_alive()
-            raise DeviceError(f"{self.serial}: cannot inspect {remote}: {(err or out).strip()}")
+            raise DeviceError(f"{self.serial}: cannot inspect {remote}: {one_line(err or out)}")
+        if out.strip() == "is-a-directory":  # adb push would silently put the file inside it
+            raise DeviceError(f"{self.serial}: {remote} is a directory on the device; remove it "
+                              f"(adb -s {self.serial} shell rm -r {q})")
         lines = out.split()
         same = (len(lines) >= 2 and lines[0] == str(local.stat().st_size) and lines[1] == sha256_file(local))
         if same:
@@ -243,7 +259,7 @@ class DeviceWorker:
         cmd = " ".join([shlex.quote(self.remote_binary)] + [shlex.quote(a) for a in args])
         if self.protocol.taskset:
             cmd = f"taskset {self.protocol.taskset} {cmd}"
-        return f"{cmd} 2>&1; echo {RC_MARK}$?"
+        return f"{cmd} </dev/null 2>&1; echo {RC_MARK}$?"
 
     # -- the work -------------------------------------------------------------------
     def run(self) -> None:
@@ -305,7 +321,8 @@ class DeviceWorker:
                     partial = self.logdir / f"{rec.name}_run{k}.partial.txt"
                     if out:
                         atomic_write(partial, out)
-                    why = f"device {self.serial} lost during run {k}" + (f" ({(err or msg).strip()})" if (err or msg).strip() else "")
+                    detail = one_line(err or msg)
+                    why = f"device {self.serial} lost during run {k}" + (f" ({detail})" if detail else "")
                     rec.runs.append(RunRecord(k=k, status="lost", log=str(partial) if out else None, error=why,
                                               returncode=rc, duration_s=duration, device_before=before))
                     self._missing(rec, k + 1, f"device {self.serial} lost during run {k}")
