@@ -163,10 +163,10 @@ SYNC_DENT_DONE = b"DONE" + bytes(16)
 
 
 class SyncReader:
-    """Pulls sync frames out of a stream's byte chunks. `next_frame(get_chunk)` blocks on
-    `get_chunk() -> bytes | None` (None: stream closed) and returns (id, length, payload);
-    DONE and STAT-less frames whose length is not a size (SEND's DONE carries the mtime)
-    are returned with an empty payload."""
+    """Pulls sync frames out of a stream's byte chunks, however they were cut.
+    `next_frame(get_chunk)` blocks on `get_chunk() -> bytes | None` (None: the stream
+    closed) and returns (id, length, payload), or None at the end. DONE and QUIT carry no
+    payload (in SEND, DONE's length field is the file's mtime)."""
 
     NO_PAYLOAD = (b"DONE", b"QUIT")
 
