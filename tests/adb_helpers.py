@@ -72,14 +72,17 @@ class Emulator:
 
 
 @pytest.fixture
-def adb_server(monkeypatch):
-    """A private adb server on a free port (ANDROID_ADB_SERVER_PORT), killed afterwards."""
+def adb_server(monkeypatch, tmp_path):
+    """A private adb server on a free port (ANDROID_ADB_SERVER_PORT), with its own HOME (its
+    RSA key lands in tmp_path/home/.android, not the user's), killed afterwards."""
     if ADB is None:
         pytest.skip(NO_ADB)
     port = free_port()
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
-    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
-    monkeypatch.delenv("ADB", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    for var in ("ANDROID_SERIAL", "ADB", "ANDROID_SDK_HOME", "ANDROID_USER_HOME", "ADB_VENDOR_KEYS"):
+        monkeypatch.delenv(var, raising=False)
     adb("start-server")
     yield port
     adb("kill-server", check=False)

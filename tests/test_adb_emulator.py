@@ -4,6 +4,7 @@ path mapping, and the `device` commands' input errors."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import stat
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from amc_tf.cli import main
-from benchmarks.adbemu import wire
+from benchmarks.adbemu import auth, wire
 from benchmarks.adbemu.device import EmulatedDevice
 from benchmarks.adbemu.sandbox import Sandbox, default_props
 
@@ -124,6 +125,8 @@ def test_sync_paths_map_exactly_and_writes_stay_inside(tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--root", "a b"], "use a path of letters, digits and ._/+- only"),
     (["--root", "r", "--prop", "novalue"], "--prop wants KEY=VALUE"),
+    (["--root", "r", "--adb-keys", "nokeys"], "--adb-keys nokeys: No such file or directory"),
+    (["--root", "r", "--adb-keys", "nokeys", "--state", "offline"], "--adb-keys goes with --state device"),
 ])
 def test_emulate_bad_input_is_one_line(tmp_path, monkeypatch, args, msg):
     monkeypatch.chdir(tmp_path)
@@ -190,7 +193,7 @@ def device(tmp_path):
     devs = []
 
     def start(**kw):
-        sb = Sandbox(tmp_path / "root", default_props(kw.get("state", "device")))
+        sb = Sandbox(tmp_path / "root", default_props(secure=kw.get("state") == "unauthorized" or "adb_keys" in kw))
         sb.prepare()
         dev = EmulatedDevice(sb, port=0, **kw).start()
         devs.append(dev)
@@ -379,3 +382,66 @@ def test_offline_device_stays_silent(device):
     host.sock.settimeout(0.5)
     with pytest.raises(socket.timeout):
         host.connect()
+
+
+# -- RSA authentication ----------------------------------------------------------------------
+def _prime(bits, rng):
+    while True:
+        c = rng.getrandbits(bits) | (1 << (bits - 1)) | 1
+        if all(pow(a, c - 1, c) == 1 for a in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)):
+            return c
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    """A 768-bit RSA key made here, with its adbkey.pub line (libmincrypt layout)."""
+    import random
+
+    rng = random.Random(15)
+    e = 65537
+    while True:
+        p, q = _prime(384, rng), _prime(384, rng)
+        phi = (p - 1) * (q - 1)
+        if p != q and phi % e:
+            break
+    n, words = p * q, 24
+    n0inv = (-pow(n, -1, 1 << 32)) % (1 << 32)
+    rr = pow(2, 2 * 32 * words, n)
+    blob = (struct.pack("<II", words, n0inv) + n.to_bytes(4 * words, "little") + rr.to_bytes(4 * words, "little")
+            + struct.pack("<I", e))
+    return n, pow(e, -1, phi), base64.b64encode(blob).decode() + " tester@host"
+
+
+def _sign(n, d, token):
+    k = (n.bit_length() + 7) // 8
+    suffix = b"\x00" + auth.SHA1_DIGEST_INFO + token
+    em = b"\x00\x01" + b"\xff" * (k - 2 - len(suffix)) + suffix
+    return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
+
+
+def test_adb_pubkey_parse_and_signature_check(rsa_key):
+    n, d, line = rsa_key
+    key = auth.parse_adb_pubkey(line)
+    assert (key.n, key.e, key.comment) == (n, 65537, "tester@host")
+    token = os.urandom(20)
+    sig = _sign(n, d, token)
+    assert auth.verify(key, token, sig)
+    assert not auth.verify(key, os.urandom(20), sig)  # another token
+    assert not auth.verify(key, token, sig[:-1] + bytes([sig[-1] ^ 1]))  # a flipped bit
+    assert not auth.verify(key, token, sig[1:])  # wrong length
+    for bad in ("not-base64!", base64.b64encode(b"short").decode(), base64.b64encode(bytes(100)).decode()):
+        with pytest.raises(ValueError):
+            auth.parse_adb_pubkey(bad)
+
+
+def test_device_with_adb_keys_goes_online_only_for_a_valid_signature(device, rsa_key):
+    n, d, line = rsa_key
+    host = Host(device(adb_keys=[auth.parse_adb_pubkey(line)]).port)
+    token = host.connect()
+    assert (token.command, token.arg0) == (wire.A_AUTH, wire.AUTH_TOKEN)
+    host.send(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, _sign(n, d, os.urandom(20)))  # signs the wrong token
+    again = host.recv()
+    assert (again.command, again.arg0) == (wire.A_AUTH, wire.AUTH_TOKEN)
+    host.send(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, _sign(n, d, again.data))
+    cnxn = host.recv()
+    assert cnxn.command == wire.A_CNXN and wire.parse_banner(cnxn.data)[0] == "device"

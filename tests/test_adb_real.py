@@ -5,6 +5,7 @@ listens on its own free loopback port."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -192,3 +193,24 @@ def test_push_obstacles_give_one_line_errors(adb_server, emulators, fake_model, 
     res = bench(fake_model, tmp_path / "logs", [emu.serial], bm)
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines()[-1].startswith(expected)  # one line, adb's reason at the end
+
+
+@pytest.mark.parametrize("key", ["servers-key", "another-key"])
+def test_rsa_authentication_with_the_real_servers_key(adb_server, emulators, fake_model, tmp_path, key):
+    server_key = tmp_path / "home" / ".android" / "adbkey.pub"  # written by the adb server at start-up
+    assert server_key.is_file()
+    keys = tmp_path / "adb_keys"
+    if key == "servers-key":
+        keys.write_text(server_key.read_text())
+    else:  # a well-formed key whose modulus the server cannot sign for
+        raw = bytearray(base64.b64decode(server_key.read_text().split()[0]))
+        raw[8:12] = bytes(b ^ 0x55 for b in raw[8:12])
+        keys.write_text(base64.b64encode(bytes(raw)).decode() + " someone@elsewhere\n")
+    emu = emulators("dev", "--adb-keys", str(keys))
+    state = "device" if key == "servers-key" else "unauthorized"
+    assert adb("devices").stdout.splitlines()[1].split() == [emu.serial, state]
+    if state == "device":
+        assert adb("-s", emu.serial, "shell", "getprop ro.adb.secure").stdout == "1\n"
+    else:
+        res = bench(fake_model, tmp_path / "logs", [emu.serial], fake_model)
+        assert res.exit_code == 2 and f"device {emu.serial} is unauthorized" in res.stderr

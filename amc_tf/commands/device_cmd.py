@@ -31,18 +31,32 @@ def device():
               help="directory playing the device's /data and /sdcard (created if missing)")
 @click.option("--state", type=click.Choice(["device", "unauthorized", "offline"]), default="device",
               show_default=True, help="unauthorized: ask for auth and never accept the key; offline: never answer")
+@click.option("--adb-keys", type=click.Path(dir_okay=False), default=None,
+              help="require adb's RSA authentication and accept the keys in this file (adbkey.pub lines, "
+                   "like a phone's adb_keys)")
 @click.option("--legacy-shell", is_flag=True, help="do not offer shell protocol v2 (old devices: no exit status)")
 @click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
 @click.option("--quiet", is_flag=True, help="print only the listening line")
 @handle_errors
-def emulate(port, root, state, legacy_shell, props, quiet):
+def emulate(port, root, state, adb_keys, legacy_shell, props, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
+    from benchmarks.adbemu.auth import load_keys
     from benchmarks.adbemu.device import EmulatedDevice
     from benchmarks.adbemu.sandbox import Sandbox, default_props, parse_props
 
-    all_props = default_props(state)
+    keys = None
+    if adb_keys:
+        if state != "device":
+            raise AmcError(f"--adb-keys goes with --state device, not {state}")
+        try:
+            keys = load_keys(Path(adb_keys))
+        except OSError as exc:
+            raise AmcError(f"--adb-keys {adb_keys}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise AmcError(f"--adb-keys: {exc}") from None
+    all_props = default_props(secure=keys is not None or state == "unauthorized")
     all_props.update(parse_props(list(props)))
     sandbox = Sandbox(root, all_props)
     try:
@@ -55,10 +69,11 @@ def emulate(port, root, state, legacy_shell, props, quiet):
             click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     try:
-        dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say)
+        dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys)
     except OSError as exc:
         raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-    click.echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}, "
+    auth_desc = "" if keys is None else f", RSA auth with {len(keys)} key{'s' * (len(keys) != 1)}"
+    click.echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
                f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
                f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
     say("commands run on this host: timings measure the host CPU, not a phone")

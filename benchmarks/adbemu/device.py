@@ -14,7 +14,7 @@ import subprocess
 import threading
 from typing import Callable
 
-from benchmarks.adbemu import services, wire
+from benchmarks.adbemu import auth, services, wire
 from benchmarks.adbemu.sandbox import Sandbox
 
 STATES = ("device", "unauthorized", "offline")
@@ -70,6 +70,7 @@ class Connection:
         self.version = wire.A_VERSION_MIN
         self.max_payload = wire.MAX_PAYLOAD_V1
         self.online = False
+        self.token: bytes | None = None
         self.streams: dict[int, Stream] = {}
         self.next_id = 1
         self.slock = threading.Lock()
@@ -124,18 +125,22 @@ class Connection:
             self.max_payload = max(wire.MAX_PAYLOAD_V1, min(msg.arg1, wire.MAX_PAYLOAD))
             dev.say(f"CNXN from the {kind or 'host'} (version 0x{msg.arg0:08x}, max payload {msg.arg1}); "
                     f"state {dev.state}")
-            if dev.state == "device":
-                self._online()
-            elif dev.state == "unauthorized":
-                self.send(wire.Message(wire.A_AUTH, wire.AUTH_TOKEN, 0, os.urandom(wire.TOKEN_SIZE)))
+            if dev.state == "offline":
+                return
+            if dev.auth_keys is None:
+                self._online()  # no authentication, as a device with ro.adb.secure=0
+            else:
+                self._ask_token()
             return
-        if msg.command == wire.A_AUTH:
+        if msg.command == wire.A_AUTH and dev.auth_keys is not None and not self.online:
             if msg.arg0 == wire.AUTH_SIGNATURE:
-                # a signature we cannot accept (no key is ever authorised here): ask again, as adbd does
-                self.send(wire.Message(wire.A_AUTH, wire.AUTH_TOKEN, 0, os.urandom(wire.TOKEN_SIZE)))
+                if self.token and any(auth.verify(k, self.token, msg.data) for k in dev.auth_keys):
+                    dev.say("signature verified with an authorised key")
+                    self._online()
+                else:
+                    self._ask_token()  # not signed by an authorised key: a new token, as adbd does
             elif msg.arg0 == wire.AUTH_RSAPUBLICKEY:
-                dev.say("the host offered its public key: the 'Allow USB debugging?' prompt is never accepted "
-                        "(--state unauthorized)")
+                dev.say("the host offered its public key: the 'Allow USB debugging?' prompt is never accepted")
             return
         if not self.online:
             return  # nothing but the handshake before the device is online (offline stays silent)
@@ -157,6 +162,10 @@ class Connection:
             stream = self.streams.pop(msg.arg1, None)
             if stream is not None:
                 stream.hangup()
+
+    def _ask_token(self) -> None:
+        self.token = os.urandom(wire.TOKEN_SIZE)
+        self.send(wire.Message(wire.A_AUTH, wire.AUTH_TOKEN, 0, self.token))
 
     def _online(self) -> None:
         features = [f for f in FEATURES if self.device.shell_v2 or f != "shell_v2"]
@@ -194,10 +203,13 @@ class EmulatedDevice:
     """Listens on 127.0.0.1:port (0 picks a free port; `.port` tells which)."""
 
     def __init__(self, sandbox: Sandbox, port: int = 5555, state: str = "device", shell_v2: bool = True,
-                 say: Callable[[str], None] | None = None):
+                 say: Callable[[str], None] | None = None, adb_keys: list[auth.PublicKey] | None = None):
+        """adb_keys: require RSA authentication and accept these keys (adbd's adb_keys);
+        None: no authentication. state "unauthorized" asks for it and accepts no key."""
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}")
         self.sandbox, self.state, self.shell_v2 = sandbox, state, shell_v2
+        self.auth_keys = [] if state == "unauthorized" else adb_keys
         self.say = say or (lambda _m: None)
         self.procs: set[subprocess.Popen] = set()
         self.conns: list[Connection] = []

@@ -33,14 +33,14 @@ ABIS = {"x86_64": ("x86_64", "x86_64,x86"), "amd64": ("x86_64", "x86_64,x86"), "
         "arm64": ("arm64-v8a", "arm64-v8a"), "i686": ("x86", "x86"), "armv7l": ("armeabi-v7a", "armeabi-v7a")}
 
 
-def default_props(state: str = "device") -> dict[str, str]:
+def default_props(secure: bool = False) -> dict[str, str]:
     abi, abilist = ABIS.get(platform.machine().lower(), (platform.machine().lower(), platform.machine().lower()))
     return {
         "ro.product.name": "amc_tf_emu", "ro.product.model": "amc-tf emulated device (host CPU)",
         "ro.product.device": "amc_tf_emu", "ro.product.brand": "amc-tf", "ro.product.manufacturer": "amc-tf",
         "ro.product.cpu.abi": abi, "ro.product.cpu.abilist": abilist,
         "ro.build.version.release": "10", "ro.build.version.sdk": "29", "ro.build.type": "userdebug",
-        "ro.hardware": "host", "ro.debuggable": "1", "ro.adb.secure": "1" if state == "unauthorized" else "0",
+        "ro.hardware": "host", "ro.debuggable": "1", "ro.adb.secure": "1" if secure else "0",
         "ro.kernel.amc_tf_emulator": "1",
     }
 
