@@ -4,7 +4,6 @@ emulated devices on free loopback ports, and stops both afterwards."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -21,7 +20,8 @@ NO_ADB = "the real adb client is not installed (apt-get install adb; .ci/run ins
 AMC_TF = [sys.executable, "-c", "from amc_tf.cli import main; main()"]
 FAKE_TFLITE = b"\x1c\x00\x00\x00TFL3" + bytes(200)
 LOG_LINES = ("STARTING!\n"
-             "Running benchmark for at least 5 iterations and at least 0 seconds but terminate if exceeding 100000 seconds.\n"
+             "Running benchmark for at least 5 iterations and at least 0 seconds but terminate if exceeding "
+             "100000 seconds.\n"
              "count=5 first=110 curr=100 min=95 max=110 avg=100.5 std=4\n\n"
              "Inference timings in us: Init: 50, First inference: 110, Warmup (avg): 104, Inference (avg): 100.5\n")
 
@@ -72,9 +72,10 @@ class Emulator:
 
 
 @pytest.fixture
-def adb_server(monkeypatch, tmp_path):
-    """A private adb server on a free port (ANDROID_ADB_SERVER_PORT), with its own HOME (its
-    RSA key lands in tmp_path/home/.android, not the user's), killed afterwards."""
+def adb_env(monkeypatch, tmp_path):
+    """The environment of a private adb server on a free port (ANDROID_ADB_SERVER_PORT), with
+    its own HOME (its RSA key lands in tmp_path/home/.android, not the user's); whatever
+    server runs there at the end is killed."""
     if ADB is None:
         pytest.skip(NO_ADB)
     port = free_port()
@@ -83,9 +84,15 @@ def adb_server(monkeypatch, tmp_path):
     (tmp_path / "home").mkdir()
     for var in ("ANDROID_SERIAL", "ADB", "ANDROID_SDK_HOME", "ANDROID_USER_HOME", "ADB_VENDOR_KEYS"):
         monkeypatch.delenv(var, raising=False)
-    adb("start-server")
     yield port
     adb("kill-server", check=False)
+
+
+@pytest.fixture
+def adb_server(adb_env):
+    """adb_env with the server started."""
+    adb("start-server")
+    return adb_env
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ import os
 import statistics
 import subprocess
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
 
-from adb_helpers import AMC_TF, FAKE_TFLITE, LOG_LINES, adb, adb_server, emulators, script, tiny_tflite, wait_for  # noqa: F401
+from adb_helpers import adb_env, adb_server, emulators  # noqa: F401  (fixtures)
+from adb_helpers import AMC_TF, FAKE_TFLITE, LOG_LINES, adb, script, tiny_tflite, wait_for
 from amc_tf.cli import main
 from benchmarks.logparse import parse_file
 
@@ -214,3 +216,42 @@ def test_rsa_authentication_with_the_real_servers_key(adb_server, emulators, fak
     else:
         res = bench(fake_model, tmp_path / "logs", [emu.serial], fake_model)
         assert res.exit_code == 2 and f"device {emu.serial} is unauthorized" in res.stderr
+
+
+def test_killing_the_adb_client_ends_the_device_process(adb_server, emulators, tmp_path):
+    """What a run timeout does (the adb client is killed): the server closes the stream and
+    the emulated device ends the session's processes, as adbd does."""
+    emu = emulators("dev")
+    client = subprocess.Popen(["adb", "-s", emu.serial, "shell", "echo $$ > /data/local/tmp/pid; exec sleep 60"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pidfile = emu.tmp / "pid"
+    assert wait_for(pidfile) and wait_for_text(pidfile)
+    pid = int(pidfile.read_text())
+    client.kill()
+    client.wait()
+    for _ in range(200):
+        if not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the device process outlived its adb client")
+
+
+def wait_for_text(path, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.read_text().strip():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_server_start_up_chatter_stays_out_of_the_error(adb_env, fake_model, tmp_path):
+    # no server yet: amc-tf's first adb call starts it (adb prints `* daemon not running; starting now at tcp:PORT`
+    # and `* daemon started successfully` on stderr) and the server leaves its log in HOME/.android
+    server_log = tmp_path / "home" / ".android" / f"adb.{adb_env}"
+    assert not server_log.exists()
+    res = bench(fake_model, tmp_path / "logs", ["127.0.0.1:9"], fake_model)
+    assert res.exit_code == 2 and server_log.exists()
+    assert res.stderr.splitlines() == ["error: device 127.0.0.1:9 not found (connected: none); for a network device "
+                                       "run `adb connect 127.0.0.1:9` first"]

@@ -52,7 +52,8 @@ def wrapper_script(python: str) -> str:
     """The pushable stand-in: /bin/sh running this module with the given Python."""
     import shlex
 
-    return f"#!/bin/sh\n# amc-tf emulated device's benchmark_model (host LiteRT)\nexec {shlex.quote(python)} -m benchmarks.adbemu.host_benchmark_model \"$@\"\n"
+    return ("#!/bin/sh\n# amc-tf emulated device's benchmark_model (host LiteRT)\n"
+            f"exec {shlex.quote(python)} -m benchmarks.adbemu.host_benchmark_model \"$@\"\n")
 
 
 if __name__ == "__main__":

@@ -72,9 +72,10 @@ class Sandbox:
     def prepare(self) -> None:
         for sub in ("data/local/tmp", "sdcard", "system/bin"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        cases = "\n".join(f"  {shlex.quote(k)}) printf '%s\\n' {shlex.quote(v)} ;;" for k, v in sorted(self.props.items()))
+        props = sorted(self.props.items())
+        cases = "\n".join(f"  {shlex.quote(k)}) printf '%s\\n' {shlex.quote(v)} ;;" for k, v in props)
         listing = "\n".join(f"  printf '[%s]: [%s]\\n' {shlex.quote(k)} {shlex.quote(v)}"
-                            for k, v in sorted(self.props.items()))
+                            for k, v in props)
         script = (f"#!/bin/sh\n# getprop of the amc-tf emulated device (written by `amc-tf device emulate`)\n"
                   f"if [ $# -eq 0 ]; then\n{listing}\n  exit 0\nfi\n"
                   f"case \"$1\" in\n{cases}\n  *) printf '%s\\n' \"$2\" ;;\nesac\n")
