@@ -129,7 +129,7 @@ def test_unauthorized_offline_and_unconnected_give_one_line_errors(adb_server, e
 
 def test_names_with_spaces_and_shell_metacharacters_survive(adb_server, emulators, tmp_path):
     emu = emulators("dev")
-    odd = "a b;$(touch pwned)`id` 'q\"&|*"
+    odd = "a b;$(touch pwned)`id` 'q\"&|*ü"
     model = tmp_path / "models" / f"{odd}.tflite"
     model.parent.mkdir()
     model.write_bytes(FAKE_TFLITE)

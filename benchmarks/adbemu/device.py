@@ -106,6 +106,9 @@ class Connection:
             pass
         finally:
             self.drop()
+            if self in self.device.conns:
+                self.device.conns.remove(self)
+            self.device.say("connection closed")
 
     def drop(self) -> None:
         for s in list(self.streams.values()):
