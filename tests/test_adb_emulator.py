@@ -445,3 +445,18 @@ def test_device_with_adb_keys_goes_online_only_for_a_valid_signature(device, rsa
     host.send(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, _sign(n, d, again.data))
     cnxn = host.recv()
     assert cnxn.command == wire.A_CNXN and wire.parse_banner(cnxn.data)[0] == "device"
+
+
+def test_emulate_stops_by_itself_after_max_seconds(tmp_path):
+    import subprocess
+    import sys
+
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", "from amc_tf.cli import main; main()", "device", "emulate", "--port",
+                           "0", "--root", str(tmp_path / "r"), "--max-seconds", "1"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 30
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("emulated Android device listening on 127.0.0.1:") and lines[-1] == \
+        "stopped after 1s (--max-seconds)"
+    assert (tmp_path / "r/system/bin/getprop").is_file() and (tmp_path / "r/data/local/tmp").is_dir()

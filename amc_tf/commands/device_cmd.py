@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,9 +37,11 @@ def device():
                    "like a phone's adb_keys)")
 @click.option("--legacy-shell", is_flag=True, help="do not offer shell protocol v2 (old devices: no exit status)")
 @click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
+@click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
+              help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
 @click.option("--quiet", is_flag=True, help="print only the listening line")
 @handle_errors
-def emulate(port, root, state, adb_keys, legacy_shell, props, quiet):
+def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
@@ -82,12 +85,19 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, quiet):
         raise _Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    timer = threading.Timer(max_seconds, dev.stop) if max_seconds else None
+    if timer:
+        timer.daemon = True
+        timer.start()
     try:
         dev.serve_forever()
+        click.echo(f"stopped after {max_seconds}s (--max-seconds)", err=True)
     except _Terminated:
         click.echo("stopped (SIGTERM)", err=True)
         sys.exit(143)
     finally:
+        if timer:
+            timer.cancel()
         dev.stop()
         signal.signal(signal.SIGTERM, previous)
 
