@@ -243,14 +243,16 @@ def test_shell_v2_stdin_and_close_stdin(device):
     assert packets == [(wire.SHELL_STDOUT, b"HELLO"), (wire.SHELL_EXIT, b"\x00")]
 
 
-def test_legacy_shell_merges_output_and_has_no_exit_status(device):
+def test_legacy_shell_merges_output_has_no_exit_status_and_pty_line_ends(device):
     host = Host(device(shell_v2=False).port)
     _, _, features = wire.parse_banner(host.connect().data)
     assert "shell_v2" not in features
     local, okay = host.open("shell,v2,raw:true")
     assert okay.command == wire.A_CLSE  # v2 not offered, so refused
     local, okay = host.open("shell:echo out; echo err >&2; exit 9")
-    assert host.collect(local, okay.arg0) == b"out\nerr\n"
+    assert host.collect(local, okay.arg0) == b"out\r\nerr\r\n"  # as through old adbd's pty
+    local, okay = host.open("exec:printf 'a\\nb'")
+    assert host.collect(local, okay.arg0) == b"a\nb"  # exec-out: raw bytes
 
 
 def test_flow_control_one_write_in_flight(device):

@@ -181,11 +181,12 @@ class Connection:
         target = None
         shell = wire.parse_shell_service(name)
         if shell is not None:
-            v2, _args, command = shell
+            v2, args, command = shell
             if v2 and not dev.shell_v2:
                 shell = None
-            else:
-                target = lambda s: services.run_shell(s, dev.sandbox, command, v2, dev.procs)
+            else:  # legacy shell: a pty on the adbd of old devices (\n arrives as \r\n); v2: only if asked
+                onlcr = not v2 or "pty" in args
+                target = lambda s: services.run_shell(s, dev.sandbox, command, v2, dev.procs, onlcr=onlcr)
         elif name.startswith("exec:"):
             target = lambda s: services.run_shell(s, dev.sandbox, name[5:], False, dev.procs, stderr_separate=False)
         elif name == "sync:":

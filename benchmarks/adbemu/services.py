@@ -27,9 +27,11 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def run_shell(stream, sandbox: Sandbox, command: str, v2: bool, procs: set | None = None,
-              stderr_separate: bool | None = None) -> None:
+              stderr_separate: bool | None = None, onlcr: bool = False) -> None:
     """Runs `command` with the host's /bin/sh inside the sandbox (an interactive shell reading
-    stdin when the command is empty: no pty, adb's raw mode)."""
+    stdin when the command is empty). No real pty: `onlcr` only does what a pty's output
+    processing does to what the device sends (every \n becomes \r\n), as the pty of the
+    legacy `shell:` service of older adbd did."""
     separate = v2 if stderr_separate is None else stderr_separate
     argv = ["/bin/sh", "-c", sandbox.rewrite(command)] if command else ["/bin/sh"]
     try:
@@ -51,6 +53,8 @@ def run_shell(stream, sandbox: Sandbox, command: str, v2: bool, procs: set | Non
             data = os.read(fh.fileno(), 65536)
             if not data:
                 break
+            if onlcr:
+                data = data.replace(b"\n", b"\r\n")
             if not stream.write(wire.shell_packet(kind, data) if v2 else data):
                 break
         fh.close()
