@@ -370,8 +370,9 @@ def test_unauthorized_device_never_accepts_a_key(device):
     first = host.connect()
     assert (first.command, first.arg0, len(first.data)) == (wire.A_AUTH, wire.AUTH_TOKEN, wire.TOKEN_SIZE)
     host.send(wire.A_AUTH, wire.AUTH_SIGNATURE, 0, os.urandom(256))
-    again = host.recv()
+    again, crc = host.recv(raw=True)
     assert (again.command, again.arg0) == (wire.A_AUTH, wire.AUTH_TOKEN) and again.data != first.data
+    assert crc == sum(again.data)  # before our CNXN the host cannot know it may skip checksums
     host.send(wire.A_AUTH, wire.AUTH_RSAPUBLICKEY, 0, b"QAAAA... user@host\0")
     host.send(wire.A_OPEN, 1, 0, b"shell:id\0")  # not online: ignored
     host.sock.settimeout(0.5)

@@ -1,6 +1,7 @@
-"""The device end of adb's TCP transport on 127.0.0.1: the CNXN handshake (or the AUTH
-exchange of a device that never accepts the key, for `--state unauthorized`, or silence,
-for `--state offline`), then streams: OPEN -> OKAY(local, remote) or CLSE, WRTE acknowledged
+"""The device end of adb's TCP transport on 127.0.0.1: the CNXN handshake (no
+authentication; the RSA AUTH exchange against given keys; the exchange of a device that
+never accepts a key, for `--state unauthorized`; or silence, for `--state offline`), then
+streams: OPEN -> OKAY(local, remote) or CLSE, WRTE acknowledged
 by OKAY (one unacknowledged WRTE per stream each way), CLSE. One thread per connection
 reads messages; each stream's service runs in its own thread."""
 
@@ -76,7 +77,9 @@ class Connection:
         self.slock = threading.Lock()
 
     def send(self, msg: wire.Message) -> bool:
-        data = msg.encode(with_checksum=self.version < wire.A_VERSION_SKIP_CHECKSUM or msg.command == wire.A_CNXN)
+        # the host learns our version from our CNXN: until then (AUTH, CNXN itself) checksums are real
+        skip = self.online and self.version >= wire.A_VERSION_SKIP_CHECKSUM and msg.command != wire.A_CNXN
+        data = msg.encode(with_checksum=not skip)
         try:
             with self.slock:
                 self.sock.sendall(data)
