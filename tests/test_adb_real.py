@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from adb_helpers import adb_env, adb_server, emulators  # noqa: F401  (fixtures)
-from adb_helpers import AMC_TF, FAKE_TFLITE, LOG_LINES, adb, script, tiny_tflite, wait_for
+from adb_helpers import ADB, AMC_TF, FAKE_TFLITE, NO_ADB, LOG_LINES, adb, script, tiny_tflite, wait_for
 from amc_tf.cli import main
 from benchmarks.logparse import parse_file
 
@@ -32,6 +32,8 @@ def bench(model, logdir, serials, binary, *extra):
 
 @pytest.fixture(scope="module")
 def real_model(tmp_path_factory):
+    if ADB is None:
+        pytest.skip(NO_ADB)
     return tiny_tflite(tmp_path_factory.mktemp("model") / "tiny.tflite")
 
 
