@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Callable
 
 from amc_tf.errors import AmcError, DeviceError
@@ -72,10 +73,9 @@ class Adb:
 
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
         try:
-            # stdin: never the caller's (adb shell forwards it to the device and so would eat a
-            # `while read serial; do amc-tf bench ...; done < list` loop's input)
-            return subprocess.run([self.path] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, timeout=timeout)
+            # stdin: never the caller's (adb shell forwards it to the device: a `while read` loop would lose its input)
+            return subprocess.run([self.path] + args, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=timeout)
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(args, 124, b"", f"adb {args[0]} timed out after {timeout:g}s".encode())
         except OSError as exc:
