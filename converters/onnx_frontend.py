@@ -41,9 +41,18 @@ def read_model(path: str | os.PathLike):
     """onnx.load with every failure turned into one CheckpointError line."""
     import onnx
 
+    from amc_tf.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
+
     path = os.fspath(path)
     try:
-        model = onnx.load(path)
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror})") from None
+    if size > MAX_TOTAL_BYTES + MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{path}: the file is {size} bytes, over the limit of {MAX_TOTAL_BYTES + MAX_PICKLE_BYTES} "
+                              "(a MobileNet is < 20 MB); refused")
+    try:
+        model = onnx.load(path, load_external_data=False)  # external files are never followed
     except Exception as exc:  # DecodeError, truncated files, missing external data...
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable ONNX model ({detail})") from None
@@ -149,10 +158,8 @@ def _axes(node, walk: _Walk, rank: int, attrs: dict) -> list[int] | None:
 # ----- handlers: each maps a node's inputs to its output value, or raises _Unsupported -----
 
 def _h_constant(node, walk, attrs):
-    from onnx import numpy_helper
-
     if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
+        return tensor_array(attrs["value"], "its value")
     for key in ("value_float", "value_floats", "value_int", "value_ints"):
         if key in attrs:
             return np.asarray(attrs[key], np.float32 if "float" in key else np.int64)
@@ -356,12 +363,45 @@ _HANDLERS = {
 assert set(_HANDLERS) == set(KNOWN_OPS)
 
 
-def _walk(model) -> _Walk:
-    from onnx import numpy_helper
+def tensor_array(tensor, what: str) -> np.ndarray:
+    """An ONNX TensorProto as numpy, after checking its dims (non-negative, element count under the
+    reader's limit) and that its data is there, in the file, and matches them - before allocating."""
+    from onnx import TensorProto, helper, numpy_helper
 
+    from amc_tf.checkpoint_safety import MAX_TENSOR_ELEMENTS
+
+    dims = [int(d) for d in tensor.dims]
+    count = 1
+    for d in dims:
+        count *= max(d, 0)
+        if d < 0:
+            raise CheckpointError(f"{what} has a negative dim in {dims}")
+        if count > MAX_TENSOR_ELEMENTS:
+            raise CheckpointError(f"{what} has dims {dims}: more than {MAX_TENSOR_ELEMENTS} elements (the limit, "
+                                  "far above any MobileNet's); refused")
+    if tensor.data_location == TensorProto.EXTERNAL:
+        raise CheckpointError(f"{what} keeps its data in an external file, which is not read")
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+    except (KeyError, TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in "biufc":
+        raise CheckpointError(f"{what} has data type {tensor.data_type}, not a number type")
+    if tensor.raw_data:
+        have, need = len(tensor.raw_data), count * dtype.itemsize
+    else:
+        have = len(getattr(tensor, helper.tensor_dtype_to_field(tensor.data_type)))
+        need = count * (2 if dtype.kind == "c" else 1)
+    if have != need:
+        raise CheckpointError(f"{what} has dims {dims} ({count} elements) but "
+                              f"{'no data' if have == 0 else f'{have} values or bytes for them'}")
+    return numpy_helper.to_array(tensor)
+
+
+def _walk(model) -> _Walk:
     graph, walk = model.graph, _Walk()
     for init in graph.initializer:
-        walk.values[init.name] = numpy_helper.to_array(init)
+        walk.values[init.name] = tensor_array(init, f"initializer '{init.name[:80]}'")
     inputs = [i for i in graph.input if i.name not in walk.values]
     if len(inputs) != 1:
         raise ArchitectureError(f"unsupported ONNX graph: {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
@@ -500,6 +540,9 @@ def load_onnx(path: str | os.PathLike, *, activation: str | None = None, bn_eps:
     model = read_model(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     producer = f"{model.producer_name} {model.producer_version}".strip() or None
-    return infer_onnx_network(model, activation=activation, bn_eps=bn_eps, input_size=input_size,
-                              source={"file": os.fspath(path), "frontend": "onnx", "opset": opset,
-                                      "producer": producer, "nodes": len(model.graph.node)})
+    try:
+        return infer_onnx_network(model, activation=activation, bn_eps=bn_eps, input_size=input_size,
+                                  source={"file": os.fspath(path), "frontend": "onnx", "opset": opset,
+                                          "producer": producer, "nodes": len(model.graph.node)})
+    except CheckpointError as exc:
+        raise CheckpointError(f"{os.fspath(path)}: {exc}") from None
