@@ -46,3 +46,7 @@ class Interrupted(BaseException):
         self.signame = signal.Signals(self.signum).name
         self.exit_code = 128 + self.signum
         super().__init__(self.signame)
+
+
+class ModelFileError(AmcError):
+    """A model file (.tflite, SavedModel) is missing, corrupt or not loadable."""
