@@ -253,6 +253,8 @@ def load_pickled(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: reading it ran out of memory; refused") from None
     except Exception as exc:  # any other malformation (bad opcode, bad zip, bad utf-8...): one error
         detail = " ".join(str(exc).split())[:160]
+        if isinstance(exc, KeyError):  # the pure-Python unpickler's unknown opcode or memo entry
+            detail = f"unknown pickle opcode or memo entry {detail}"
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {detail})") from None
 
 

@@ -42,9 +42,13 @@ def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
 
-def one_line(message: str) -> str:
-    """Collapse a message to one line: the CLI never prints more than one for an error."""
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+def one_line(message: str, limit: int = 800) -> str:
+    """Collapse a message to one line (the CLI never prints more than one for an error) of at
+    most about `limit` characters, keeping its start and its end."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    if len(text) > limit:
+        text = f"{text[:limit - 200]} ...[{len(text) - limit + 10} characters]... {text[-190:]}"
+    return text
 
 
 def _say(message: str) -> None:
@@ -171,6 +175,3 @@ def _register() -> None:
 
 
 _register()
-
-if __name__ == "__main__":
-    main()
