@@ -156,16 +156,20 @@ def test_reemitted_real_checkpoint_is_read_exactly(tmp_path, real_sd):
             np.testing.assert_array_equal(got[k], v)
 
 
-def assert_one_error_line(run, *, code=2, file=None, pattern=None):
+def assert_one_error_line(run, *, code=2, file=None, pattern=None, progress=False):
+    """Exit `code`, no traceback, and stderr exactly one `error:` line (with `progress`: the
+    command has no --quiet, so progress lines may come before it; the error line is the last)."""
     assert run.returncode == code, (run.returncode, run.stderr[-2000:])
     assert "Traceback" not in run.stderr
-    assert len(run.lines) == 1 and run.lines[0].startswith("error: "), run.stderr[-2000:]
+    errors = [line for line in run.lines if line.startswith("error:")]
+    assert len(errors) == 1 and run.lines[-1] == errors[0], run.stderr[-2000:]
+    assert progress or len(run.lines) == 1, run.stderr[-2000:]
     if file is not None:
-        assert run.lines[0].startswith(f"error: {file}: "), run.lines[0]
+        assert errors[0].startswith(f"error: {file}: "), errors[0]
     if pattern is not None:
         import re
 
-        assert re.search(pattern, run.lines[0]), run.lines[0]
+        assert re.search(pattern, errors[0]), errors[0]
     assert run.max_rss_mb < MAX_RSS_MB and run.wall_s < MAX_WALL_S, (run.max_rss_mb, run.wall_s)
 
 
