@@ -63,9 +63,13 @@ def read_model(path: str | os.PathLike):
 
 def looks_like_onnx(path: str | os.PathLike) -> bool:
     """True when the file parses as an ONNX model with a graph (for files without a .onnx name)."""
+    from amc_tf.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
+
     try:
         import onnx
 
+        if os.path.getsize(path) > MAX_TOTAL_BYTES + MAX_PICKLE_BYTES:
+            return False
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception:
         return False
