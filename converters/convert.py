@@ -7,11 +7,13 @@ is replaced only with `force`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,9 +211,10 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _move_into_place(tmp, outdir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if reference is not None:
-            reference.cancel()
+        with _signals_deferred():  # a second Ctrl-C must not interrupt the cleanup itself
+            shutil.rmtree(tmp, ignore_errors=True)
+            if reference is not None:
+                reference.cancel()
         raise
     verification = report.get("verification", {})
     if verification.get("passed") is False:
@@ -309,6 +312,21 @@ def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, pro
         extra_artifacts["with_preprocessing"] = write_all(model, tmp / "with_preprocessing")
         timings["with_preprocessing"] = time.perf_counter() - t
     return runtimes, extra_artifacts
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM until the block ends (they are delivered then)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no pthread_sigmask
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:

@@ -40,6 +40,6 @@ def _is_onnx(path: str) -> bool:
         head = fh.read(2)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return False
-    from converters.onnx_frontend import looks_like_onnx
+    from converters.onnx_io import looks_like_onnx
 
     return looks_like_onnx(path)

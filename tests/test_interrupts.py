@@ -74,6 +74,7 @@ def interrupt_during_reference(ckpt, parent: Path, sig: int, group: bool = False
     assert workers, "the conversion never started its reference worker"
     time.sleep(0.5)  # inside the worker's work (importing torch, running the model)
     kids = descendants(proc.pid)
+    t_signal = time.monotonic()
     if group:
         os.killpg(proc.pid, sig)
     else:
@@ -83,13 +84,17 @@ def interrupt_during_reference(ckpt, parent: Path, sig: int, group: bool = False
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+    print(f"\n[figure] {signal.Signals(sig).name}{' to the group' if group else ''}: exit {proc.returncode} "
+          f"{time.monotonic() - t_signal:.2f} s after the signal")
     return proc.returncode, err, kids | workers
 
 
 def assert_no_orphans(pids, within: float = 5.0):
-    deadline = time.monotonic() + within
+    t0 = time.monotonic()
+    deadline = t0 + within
     while alive(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
+    print(f"[figure] {len(pids)} child processes gone {time.monotonic() - t0:.2f} s after the parent exited")
     left = alive(pids)
     assert not left, [(p, _cmdline(p)) for p in left]
 
