@@ -225,10 +225,7 @@ def load_pickled(path: str | os.PathLike) -> Any:
     """Unpickle a PyTorch checkpoint of either format, tensors as numpy arrays. Any malformed,
     hostile or oversized input raises `CheckpointError("<path>: <what is wrong>")`."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    safety.check_regular_file(path)
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size

@@ -62,6 +62,25 @@ class StorageType:
 _STORAGE_TYPES = {name: StorageType(name) for name in STORAGE_DTYPES}
 
 
+def check_regular_file(path: str) -> int:
+    """The size of `path`, after refusing what is not a regular file: a device such as /dev/zero
+    or a FIFO would be read forever."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file (a device, FIFO or socket is not read)")
+    return st.st_size
+
+
 class Budget:
     """Bytes of storage read and of tensors built so far for one file, against MAX_TOTAL_BYTES."""
 

@@ -24,7 +24,7 @@ def load_interpreter(path_or_bytes, **kwargs):
     in_memory = isinstance(path_or_bytes, (bytes, bytearray))
     where = "the model" if in_memory else os.fspath(path_or_bytes)
     if not in_memory and not os.path.isfile(where):
-        raise ModelFileError(f"{where}: no such .tflite file")
+        raise ModelFileError(f"{where}: {'not a regular file' if os.path.exists(where) else 'no such .tflite file'}")
     try:
         if in_memory:
             interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)

@@ -19,9 +19,10 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
     from amc_tf.checkpoint import load_state_dict
     from converters.pytorch_frontend import infer_network
 
+    from amc_tf.checkpoint_safety import check_regular_file
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file")
+    check_regular_file(path)
     if _is_onnx(path):
         from converters.onnx_frontend import load_onnx
 

@@ -16,11 +16,10 @@ def read_model(path: str | os.PathLike):
 
     from amc_tf.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
 
+    from amc_tf.checkpoint_safety import check_regular_file
+
     path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror})") from None
+    size = check_regular_file(path)
     if size > MAX_TOTAL_BYTES + MAX_PICKLE_BYTES:
         raise CheckpointError(f"{path}: the file is {size} bytes, over the limit of {MAX_TOTAL_BYTES + MAX_PICKLE_BYTES} "
                               "(a MobileNet is < 20 MB); refused")
@@ -41,7 +40,7 @@ def looks_like_onnx(path: str | os.PathLike) -> bool:
     try:
         import onnx
 
-        if os.path.getsize(path) > MAX_TOTAL_BYTES + MAX_PICKLE_BYTES:
+        if not os.path.isfile(path) or os.path.getsize(path) > MAX_TOTAL_BYTES + MAX_PICKLE_BYTES:
             return False
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception:

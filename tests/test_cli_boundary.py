@@ -134,3 +134,23 @@ def test_unexpected_exception_is_a_bug_line_exit_70(debug, tmp_path):
         assert len(run.lines) == 1 and "Traceback" not in run.stderr
     else:
         assert "Traceback (most recent call last)" in run.stderr and "def broken" not in last
+
+
+@pytest.mark.parametrize("command", ["profile", "diff", "eval", "parity"])
+def test_every_command_reading_a_checkpoint_refuses_a_hostile_one(command, tmp_path):
+    """The reader is shared: a negative-stride record is refused the same way by every command."""
+    from hostile import Storages, legacy_checkpoint, state_dict_node
+
+    sto = Storages()
+    record = sto.add("0", np.arange(64, dtype=np.float32))
+    record.offset, record.size, record.stride = 63, (64,), (-1,)
+    ckpt = legacy_checkpoint(tmp_path / "neg.pth", state_dict_node({"conv.weight": record}), sto.data)
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(images / "n01440764_1.JPEG")
+    extra = {"eval": ["--data", images, "-q"], "parity": ["--images", images]}.get(command, [])
+    run = run_measured(cli_command(command, ckpt, *extra))
+    # eval/parity/diff start TensorFlow, whose C++ start-up notice may precede the error line
+    assert_one_error_line(run, file=ckpt, pattern=r"stride \(-1,\) is negative", progress=command != "profile")

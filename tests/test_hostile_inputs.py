@@ -4,9 +4,10 @@ naming the file, exit 2, nothing in the output path, under 2.5 GB peak RSS and 9
 
 from __future__ import annotations
 
+import os
 import struct
-import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +132,8 @@ CASES = {
     "storage-read-once": (lambda tmp, sd: _many_views(tmp), r"unexpected parameters t0 .* not a MobileNetV1/V2"),
     "deeply-nested": (lambda tmp, sd: _nested(tmp), r"nested more than 100 levels"),
     "contains-itself": (lambda tmp, sd: _self_containing(tmp), r"contains itself"),
+    "dev-zero": (lambda tmp, sd: Path("/dev/zero"), r"not a regular file"),
+    "fifo": (lambda tmp, sd: (os.mkfifo(tmp / "f.pth"), tmp / "f.pth")[1], r"not a regular file"),
     "pickle-garbage": (lambda tmp, sd: (tmp / "g.pth").write_bytes(b"\x80\x02" + bytes(range(256)) * 40) and tmp / "g.pth",
                        r"corrupt or truncated|not a PyTorch checkpoint"),
 }
