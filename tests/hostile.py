@@ -214,30 +214,39 @@ def child_env() -> dict:
     return env
 
 
+# Runs the command and writes its peak RSS (KiB, from wait4 on it) to argv[1]. The command is
+# spawned from this small process, not from the test session: Linux carries the forking
+# process's peak RSS into the child's figure, which would make every figure the session's.
+_LAUNCHER = """
+import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_measured(args: list, *, cwd=None, timeout: float = 300, env: dict | None = None) -> Run:
-    """Run a command; its peak RSS comes from wait4 on that very child (its own and its waited
-    children's), not from the whole test session."""
+    """Run a command; report its exit code, output, wall time and its own peak RSS."""
+    import signal
     import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=cwd, env=env or child_env())
-        deadline = t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        wall = time.monotonic() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                   usage.ru_maxrss / 1024.0, wall)
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path, err_path, rss_path = (Path(tmp) / n for n in ("out", "err", "rss"))
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            t0 = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(rss_path), *map(str, args)], stdout=out,
+                                    stderr=err, cwd=cwd, env=env or child_env(), start_new_session=True)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            wall = time.monotonic() - t0
+        rss_kb = float(rss_path.read_text()) if rss_path.exists() else float("inf")
+        return Run(proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
+                   rss_kb / 1024.0, wall)
 
 
 def raw_zip(path, entries: list[tuple[str, bytes, int, int, int]]) -> Path:
