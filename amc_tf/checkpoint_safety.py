@@ -197,6 +197,13 @@ def _numpy_dtype(name, align=False, copy=False):
     return dtype
 
 
+def _latin1_bytes(text, encoding="utf-8", errors="strict"):
+    """Stand-in for _codecs.encode, with which protocol-2 pickles spell bytes (a numpy scalar's)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or len(text) > 4096:
+        raise CheckpointError(f"a pickled _codecs.encode({_short(text)}, {_short(encoding)}) (only short latin1 bytes are read)")
+    return text.encode("latin1")
+
+
 def _numpy_scalar(dtype, raw=None):
     if not isinstance(dtype, np.dtype):
         raise CheckpointError(f"a numpy scalar with dtype {_short(dtype)}")
@@ -233,6 +240,7 @@ class SafeUnpickler(pickle._Unpickler):
             ("numpy.core.multiarray", "scalar"): _numpy_scalar,
             ("numpy._core.multiarray", "scalar"): _numpy_scalar,
             ("numpy", "dtype"): _numpy_dtype,
+            ("_codecs", "encode"): _latin1_bytes,
             **{("torch", name): st for name, st in _STORAGE_TYPES.items()},
         }
 
