@@ -13,6 +13,29 @@ import os
 
 import numpy as np
 
+from amc_tf.errors import ModelFileError
+
+
+def load_interpreter(path_or_bytes, **kwargs):
+    """A LiteRT Interpreter with its tensors allocated; a file LiteRT cannot load (not a
+    flatbuffer, a valid header with garbage inside, unknown ops) is a `ModelFileError`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    in_memory = isinstance(path_or_bytes, (bytes, bytearray))
+    where = "the model" if in_memory else os.fspath(path_or_bytes)
+    if not in_memory and not os.path.isfile(where):
+        raise ModelFileError(f"{where}: {'not a regular file' if os.path.exists(where) else 'no such .tflite file'}")
+    try:
+        if in_memory:
+            interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
+        else:
+            interp = Interpreter(model_path=where, **kwargs)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelFileError(f"{where}: not a loadable .tflite ({detail})") from None
+    return interp
+
 
 def _scale_zero(details: dict) -> tuple[float, int] | None:
     scales = details.get("quantization_parameters", {}).get("scales", [])
@@ -59,11 +82,8 @@ class TFLiteModel:
     """A batch-1 .tflite run one sample at a time on real-valued NHWC batches."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = os.fspath(path)
-        self.interp = Interpreter(model_path=self.path, num_threads=threads)
-        self.interp.allocate_tensors()
+        self.interp = load_interpreter(self.path, num_threads=threads)
         self.input = self.interp.get_input_details()[0]
         self.output = self.interp.get_output_details()[0]
 

@@ -30,10 +30,12 @@ Progress = Callable[[str], None]
 
 def make_interpreter(model_path: str, threads: int, delegate: str):
     """A LiteRT interpreter; `delegate="none"` disables the default XNNPACK delegate."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from amc_tf.tflite_io import load_interpreter
 
     kind = OpResolverType.AUTO if delegate == "xnnpack" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return Interpreter(model_path=str(model_path), num_threads=threads, experimental_op_resolver_type=kind)
+    return load_interpreter(str(model_path), num_threads=threads, experimental_op_resolver_type=kind)
 
 
 @dataclass

@@ -77,19 +77,16 @@ def tflite_op_histogram(path_or_bytes) -> dict[str, int]:
 
 
 def tflite_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from amc_tf.tflite_io import load_interpreter
 
     kwargs = {"num_threads": threads}
     if not delegates:
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if preserve_all_tensors:
         kwargs["experimental_preserve_all_tensors"] = True
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
-    else:
-        interp = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
-    interp.allocate_tensors()
-    return interp
+    return load_interpreter(path_or_bytes, **kwargs)
 
 
 def run_tflite(path_or_bytes, batch: np.ndarray, *, threads: int = 1) -> np.ndarray:

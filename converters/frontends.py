@@ -19,9 +19,10 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
     from amc_tf.checkpoint import load_state_dict
     from converters.pytorch_frontend import infer_network
 
+    from amc_tf.checkpoint_safety import check_regular_file
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file")
+    check_regular_file(path)
     if _is_onnx(path):
         from converters.onnx_frontend import load_onnx
 
@@ -40,6 +41,6 @@ def _is_onnx(path: str) -> bool:
         head = fh.read(2)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return False
-    from converters.onnx_frontend import looks_like_onnx
+    from converters.onnx_io import looks_like_onnx
 
     return looks_like_onnx(path)
