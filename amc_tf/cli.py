@@ -41,9 +41,13 @@ def emit_json(obj) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="amc-tf")
-def main():
+@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow/LiteRT start-up logs (hidden by default).")
+def main(verbose=False):
     """Convert channel-pruned PyTorch MobileNets to TF-slim / SavedModel / TFLite,
     benchmark them with the Pixel-1 protocol and prove accuracy parity."""
+    from amc_tf import quiet
+
+    quiet.install(verbose)
 
 
 def _register() -> None:

@@ -105,8 +105,7 @@ def _open_saved_model(path: str, *, threads: int, input_size: int | None) -> Bac
 
 
 def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
-    from amc_tf.tflite_io import dequantize, quantize, quantized_io
-    from converters.exporters import tflite_interpreter
+    from amc_tf.tflite_io import dequantize, quantize, quantized_io, tflite_interpreter
 
     try:
         interp = tflite_interpreter(path, threads=threads)

@@ -55,15 +55,32 @@ def quantized_io(details: dict) -> bool:
     return np.issubdtype(np.dtype(details["dtype"]), np.integer) and _scale_zero(details) is not None
 
 
+def tflite_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
+    """A LiteRT interpreter with its tensors allocated (LiteRT's XNNPACK notice silenced in quiet mode)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from amc_tf.quiet import silenced
+
+    kwargs = {"num_threads": threads}
+    if not delegates:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
+    else:
+        interp = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
+    with silenced():
+        interp.allocate_tensors()
+    return interp
+
+
 class TFLiteModel:
     """A batch-1 .tflite run one sample at a time on real-valued NHWC batches."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = os.fspath(path)
-        self.interp = Interpreter(model_path=self.path, num_threads=threads)
-        self.interp.allocate_tensors()
+        self.interp = tflite_interpreter(self.path, threads=threads)
         self.input = self.interp.get_input_details()[0]
         self.output = self.interp.get_output_details()[0]
 

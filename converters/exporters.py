@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from amc_tf.quiet import silenced
+from amc_tf.tflite_io import tflite_interpreter  # noqa: F401 - re-exported: callers import it from here
 from converters.tf_builder import SlimMobileNet
 
 
@@ -54,7 +56,8 @@ def tflite_from_concrete(concrete, configure=None) -> bytes:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         if configure is not None:
             configure(converter)
-        return converter.convert()
+        with silenced():  # the converter's C++ `fully_quantize: 0, ...` notice
+            return converter.convert()
     finally:
         absl_logger.setLevel(level)
 
@@ -74,22 +77,6 @@ def tflite_op_histogram(path_or_bytes) -> dict[str, int]:
         if name != "DELEGATE":
             hist[name] = hist.get(name, 0) + 1
     return dict(sorted(hist.items()))
-
-
-def tflite_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kwargs = {"num_threads": threads}
-    if not delegates:
-        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    if preserve_all_tensors:
-        kwargs["experimental_preserve_all_tensors"] = True
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
-    else:
-        interp = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
-    interp.allocate_tensors()
-    return interp
 
 
 def run_tflite(path_or_bytes, batch: np.ndarray, *, threads: int = 1) -> np.ndarray:
