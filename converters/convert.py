@@ -180,7 +180,7 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
             progress: Progress = lambda msg: None) -> dict:
     """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}."""
     outdir = Path(outdir)
-    if outdir.exists() and not options.force:
+    if outdir.exists() and not options.force and not _empty_dir(outdir):
         raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
     if options.quantize:
         from converters.quantized_export import check_options
@@ -314,6 +314,14 @@ def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, pro
         extra_artifacts["with_preprocessing"] = write_all(model, tmp / "with_preprocessing")
         timings["with_preprocessing"] = time.perf_counter() - t
     return runtimes, extra_artifacts
+
+
+def _empty_dir(path: Path) -> bool:
+    """An existing empty folder is taken as OUTDIR without --force (nothing in it to lose)."""
+    try:
+        return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    except OSError:
+        return False
 
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:

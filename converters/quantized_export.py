@@ -50,10 +50,12 @@ def _calibrate(spec, options, prep: Preprocessing, progress) -> tuple[np.ndarray
             None, None
     progress(f"reading calibration images from {options.calibration}")
     split = calibration.split(options.calibration, options.calibration_size)
-    images, _ = calibration.load(split.subset(split.calibration), prep)
+    cal_set = split.subset(split.calibration)
+    images, loaded = calibration.load(cal_set, prep)
+    unreadable = [f for i, f in enumerate(cal_set.files) if i not in set(loaded.tolist())]
     section = {"source": os.path.abspath(options.calibration), "layout": split.dataset.layout,
                "requested": options.calibration_size, "images": len(images),
-               "unreadable": len(split.calibration) - len(images), "seed": calibration.SEED,
+               "unreadable": len(unreadable), "unreadable_files": unreadable, "seed": calibration.SEED,
                "manifest": calibration.MANIFEST}
     held = None
     if split.held_out:
