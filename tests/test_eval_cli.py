@@ -191,7 +191,7 @@ def test_eval_errors_are_one_line_exit_2(case, imagenet_model, digits, tmp_path)
     assert len(lines) == 1 and re.search(message, lines[0]), lines
 
 
-@pytest.mark.skipif(not SAMPLE.is_dir(), reason="needs /work/shared/fixtures/imagenet-sample")
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"needs the ImageNet sample at {SAMPLE}")
 def test_parity_from_checkpoint_on_imagenet_sample(imagenet_model):
     ckpt, _ = imagenet_model
     result = cli("parity", ckpt, "--images", SAMPLE, "--n", 12, "--input-size", 32, "--json", "-q")
