@@ -186,3 +186,33 @@ def _indent(text: str, limit: int = 60) -> str:
     lines = text.splitlines()
     cut = lines[-limit:]
     return "\n".join(("    " + line) for line in ([f"... ({len(lines) - limit} lines before)"] if len(lines) > limit else []) + cut)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_between_docs_point_at_existing_pages_and_headings():
+    anchors = {}
+    for doc in DOCS:
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        in_fence, heads = False, set()
+        for line in lines:
+            if FENCE.match(line):
+                in_fence = not in_fence
+            elif not in_fence and line.startswith("#"):
+                heads.add(_anchor(line.lstrip("#")))
+        anchors[doc.resolve()] = heads
+    bad = []
+    for doc in DOCS:
+        for target, anchor in re.findall(r"\]\(([^)\s#]*\.md|)(?:#([^)\s]+))?\)", doc.read_text(encoding="utf-8")):
+            page = (doc.parent / target).resolve() if target else doc.resolve()
+            if page not in anchors:
+                if not page.exists():
+                    bad.append(f"{doc.name}: link to missing {target}")
+                continue
+            if anchor and anchor not in anchors[page]:
+                bad.append(f"{doc.name}: link to missing heading {target}#{anchor}")
+    assert not bad, "\n".join(bad)
