@@ -341,6 +341,7 @@ def bench_local(
     runner = {"kind": "benchmark_model", "binary": str(binary)} if binary else {
         "kind": "in-process", "ai_edge_litert": _litert_version()}
     runner["host"] = host_info()
+    runner["run_timeout_s"] = protocol.timeout_s()
     rec = BenchRecord(name=name, model=str(model), model_sha256=sha256_file(model), target="local",
                       protocol=protocol.as_dict(), runner=runner)
     for k in range(1, protocol.repeats + 1):

@@ -62,8 +62,11 @@ class Protocol:
             raise ProtocolError(f"--taskset wants a non-zero hex CPU mask such as f0, got {self.taskset!r}")
 
     def as_dict(self) -> dict:
-        """The fields, with `run_timeout` as the seconds in force (given or derived)."""
-        return {**asdict(self), "run_timeout": self.timeout_s()}
+        """The fields; `run_timeout` only when given (the derived one is `timeout_s()`)."""
+        d = asdict(self)
+        if d["run_timeout"] is None:
+            del d["run_timeout"]
+        return d
 
     def timeout_s(self) -> float:
         """Seconds one run may take before it is stopped (--run-timeout, else derived)."""

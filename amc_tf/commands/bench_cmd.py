@@ -153,6 +153,7 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
                                 binary=Path(benchmark_binary), adb=adb_path, cleanup=cleanup, force=force,
                                 progress=say)
         records, log_names, lost = outcome.records, outcome.log_names, outcome.errors
+        say(f"logs in {logdir}/")
 
     _report(logdir, log_names, records, baseline, as_json, lost)
 
