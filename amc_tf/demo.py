@@ -49,7 +49,10 @@ def write_checkpoints(outdir: Path, seed: int, profiles=PROFILE_NAMES) -> list[t
 @click.option("--checkpoints-only", "only", multiple=True, type=click.Choice(PROFILE_NAMES), metavar="PROFILE",
               help="Only write the random-weight checkpoints of PROFILE (repeatable), convert nothing.")
 def main(outdir: Path, seed: int, force: bool, only: tuple[str, ...]) -> None:
+    from amc_tf import quiet
     from amc_tf.flops import count
+
+    quiet.install()  # TensorFlow's and LiteRT's start-up logs stay out of the tables (AMC_TF_VERBOSE=1 shows them)
 
     if outdir.exists():
         if not force:
