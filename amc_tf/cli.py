@@ -163,9 +163,13 @@ def _set_debug(_ctx, _param, value):
 @click.version_option(__version__, prog_name="amc-tf")
 @click.option("--debug", is_flag=True, is_eager=True, expose_value=False, callback=_set_debug,
               help="Print the traceback of an unexpected error (also: AMC_TF_DEBUG=1).")
-def main():
+@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow/LiteRT start-up logs (hidden by default).")
+def main(verbose=False):
     """Convert channel-pruned PyTorch MobileNets to TF-slim / SavedModel / TFLite,
     benchmark them with the Pixel-1 protocol and prove accuracy parity."""
+    from amc_tf import quiet
+
+    quiet.install(verbose)
 
 
 def _register() -> None:

@@ -16,11 +16,21 @@ import numpy as np
 from amc_tf.errors import ModelFileError
 
 
-def load_interpreter(path_or_bytes, **kwargs):
-    """A LiteRT Interpreter with its tensors allocated; a file LiteRT cannot load (not a
-    flatbuffer, a valid header with garbage inside, unknown ops) is a `ModelFileError`."""
-    from ai_edge_litert.interpreter import Interpreter
+def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
+                     preserve_all_tensors: bool = False):
+    """The one LiteRT Interpreter loader: tensors allocated, LiteRT's XNNPACK notice silenced
+    in quiet mode, and a file LiteRT cannot load (not a flatbuffer, a valid header with garbage
+    inside, unknown ops) a `ModelFileError`. `delegates=False` disables the default XNNPACK
+    delegate (the built-in reference kernels)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from amc_tf.quiet import silenced
+
+    kwargs = {"num_threads": threads}
+    if not delegates:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     in_memory = isinstance(path_or_bytes, (bytes, bytearray))
     where = "the model" if in_memory else os.fspath(path_or_bytes)
     if not in_memory and not os.path.isfile(where):
@@ -30,7 +40,8 @@ def load_interpreter(path_or_bytes, **kwargs):
             interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
         else:
             interp = Interpreter(model_path=where, **kwargs)
-        interp.allocate_tensors()
+        with silenced():
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         detail = " ".join(str(exc).split())[:200]
         raise ModelFileError(f"{where}: not a loadable .tflite ({detail})") from None
@@ -83,7 +94,7 @@ class TFLiteModel:
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
         self.path = os.fspath(path)
-        self.interp = load_interpreter(self.path, num_threads=threads)
+        self.interp = load_interpreter(self.path, threads=threads)
         self.input = self.interp.get_input_details()[0]
         self.output = self.interp.get_output_details()[0]
 

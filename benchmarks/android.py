@@ -35,8 +35,8 @@ from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdi
 
 REMOTE_DIR = "/data/local/tmp"
 ADB_HINT = "install it with `apt-get install adb`, or pass --adb PATH or set $ADB"
-RUN_TIMEOUT_S = 3600
 RC_MARK = "__AMC_RC="
+TIMED_OUT = 124  # Adb._run's return code when adb did not finish in time
 
 Progress = Callable[[str], None]
 
@@ -67,8 +67,9 @@ class Adb:
             # stdin: never the caller's (adb shell forwards it to the device: a `while read` loop would lose its input)
             return subprocess.run([self.path] + args, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(args, 124, b"", f"adb {args[0]} timed out after {timeout:g}s".encode())
+        except subprocess.TimeoutExpired as exc:  # what it printed so far is kept (a run's partial log)
+            return subprocess.CompletedProcess(args, TIMED_OUT, exc.stdout or b"",
+                                               f"adb {args[0]} timed out after {timeout:g}s".encode())
         except OSError as exc:
             raise DeviceError(f"cannot run adb ({self.path}): {exc.strerror}") from None
 
@@ -275,7 +276,7 @@ class DeviceWorker:
             before = self.info()
             self.say(f"{rec.name}: run {k}/{p.repeats}")
             t0 = time.monotonic()
-            rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=RUN_TIMEOUT_S)
+            rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=p.timeout_s())
             duration = round(time.monotonic() - t0, 3)
             remote_rc = None
             m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
@@ -283,6 +284,9 @@ class DeviceWorker:
                 remote_rc = int(m.group(1))
                 out = out[: m.start()]
             self.ran = True
+            if remote_rc is None and rc == TIMED_OUT:
+                self._timed_out(rec, k, out, duration, before)
+                continue
             if remote_rc is None:
                 # the shell session ended without the exit status: the device went away, or adb failed
                 state, msg = self.adb.get_state(self.serial)
@@ -310,6 +314,19 @@ class DeviceWorker:
                 self.say(f"{rec.name}: run {k}/{p.repeats}: {parsed.inference_avg_us / 1000:.4g} ms avg over {parsed.count}")
             else:
                 self.say(f"{rec.name}: run {k}/{p.repeats}: {status}: {error}")
+
+    def _timed_out(self, rec: BenchRecord, k: int, out: str, duration: float, before) -> None:
+        """Run k exceeded the protocol's timeout: keep its output as a partial log, stop the
+        tool on the device (best effort), record the run as timed out and go on."""
+        partial = self.logdir / f"{rec.name}_run{k}.partial.txt"
+        if out:
+            atomic_write(partial, out)
+        self.adb.shell(self.serial, f"pkill -f {shlex.quote(self.remote_binary)}", timeout=30)
+        why = f"timed out after {self.protocol.timeout_s():g} s (--run-timeout)"
+        rec.runs.append(RunRecord(k=k, status="timed_out", log=str(partial) if out else None, error=why,
+                                  duration_s=duration, device_before=before))
+        write_manifest(self.logdir, rec)
+        self.say(f"{rec.name}: run {k}/{self.protocol.repeats}: timed_out: {why}")
 
     def _missing(self, rec: BenchRecord, from_k: int, why: str) -> None:
         for j in range(from_k, self.protocol.repeats + 1):

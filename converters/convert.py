@@ -177,7 +177,7 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}."""
     outdir = Path(outdir)
     check_output_path(checkpoint, outdir)
-    if outdir.exists() and not options.force:
+    if outdir.exists() and not options.force and not _empty_dir(outdir):
         raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
     if options.quantize:
         from converters.quantized_export import check_options
@@ -327,6 +327,14 @@ def _signals_deferred():
     finally:
         if old is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _empty_dir(path: Path) -> bool:
+    """An existing empty folder is taken as OUTDIR without --force (nothing in it to lose)."""
+    try:
+        return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    except OSError:
+        return False
 
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:

@@ -23,6 +23,7 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
 
     path = os.fspath(path)
     check_regular_file(path)
+    _refuse_tflite(path)
     if _is_onnx(path):
         from converters.onnx_frontend import load_onnx
 
@@ -31,6 +32,19 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
     network = infer_network(sd, activation=activation, bn_eps=bn_eps, input_size=input_size or 224,
                             source={"file": path, "frontend": "pytorch", "tensors": len(sd)})
     return network, sd
+
+
+def _refuse_tflite(path: str) -> None:
+    """A .tflite is an output, not an input: say which commands take one."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return  # the reader reports it
+    if head[4:8] == b"TFL3":
+        raise CheckpointError(f"{path} is a TFLite model, not a PyTorch checkpoint or ONNX file: benchmark it with "
+                              "amc-tf bench, evaluate it with amc-tf eval; convert, diff and profile read the "
+                              "checkpoint (or the conversion OUTDIR)")
 
 
 def _is_onnx(path: str) -> bool:
