@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click
 
-from amc_tf import __version__
-from amc_tf.errors import AmcError, Interrupted
+from amc_tf.core.version import __version__
+from amc_tf.core.errors import AmcError, Interrupted
 
 EXIT_BUG = 70
 _debug = False
@@ -167,7 +167,7 @@ def _set_debug(_ctx, _param, value):
 def main(verbose=False):
     """Convert channel-pruned PyTorch MobileNets to TF-slim / SavedModel / TFLite,
     benchmark them with the Pixel-1 protocol and prove accuracy parity."""
-    from amc_tf import quiet
+    from amc_tf.core import quiet
 
     quiet.install(verbose)
 

@@ -16,12 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from amc_tf import calibration
-from amc_tf.agreement import accuracy, agreement
-from amc_tf.errors import AmcError
-from amc_tf.fileutil import sha256_file
-from amc_tf.outdir import read_outdir
-from amc_tf.preprocess import Preprocessing
+from amc_tf.core import calibration
+from amc_tf.core.agreement import accuracy, agreement
+from amc_tf.core.errors import AmcError
+from amc_tf.core.fileutil import sha256_file
+from amc_tf.core.outdir import read_outdir
+from amc_tf.core.preprocess import Preprocessing
 
 @dataclass
 class Candidate:
@@ -57,7 +57,7 @@ def open_candidates(paths) -> list[Candidate]:
 
 @dataclass
 class Images:
-    dataset: object  # amc_tf.data.Dataset (the files measured)
+    dataset: object  # amc_tf.core.data.Dataset (the files measured)
     excluded: int  # images left out because they calibrated one of the models
     by_size: dict = field(default_factory=dict)  # input size -> (images, indices into dataset.files)
 
@@ -86,7 +86,7 @@ def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | No
 
 
 def _labels(dataset, num_classes: int, kept: np.ndarray) -> np.ndarray | None:
-    from amc_tf.data import DataError
+    from amc_tf.core.data import DataError
 
     if not dataset.classes:
         return None
@@ -98,7 +98,7 @@ def _labels(dataset, num_classes: int, kept: np.ndarray) -> np.ndarray | None:
 
 
 def measure_agreement(cands: list[Candidate], images: Images, progress: Callable[[str], None]) -> list[dict]:
-    from amc_tf.tflite_io import TFLiteModel
+    from amc_tf.core.tflite_io import TFLiteModel
 
     fp32_logits: dict[str, np.ndarray] = {}
     rows = []

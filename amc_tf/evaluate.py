@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from amc_tf.data import Dataset
-from amc_tf.errors import AmcError
-from amc_tf.outdir import is_outdir, read_outdir
-from amc_tf.preprocess import Preprocessing
+from amc_tf.core.data import Dataset
+from amc_tf.core.errors import AmcError
+from amc_tf.core.outdir import is_outdir, read_outdir
+from amc_tf.core.preprocess import Preprocessing
 
 BACKENDS = ("auto", "torch", "tf", "tflite")
 
@@ -82,7 +82,7 @@ def open_model(path: str, backend: str = "auto", *, threads: int = 1, input_size
 
 
 def _open_torch(path: str, *, threads: int, input_size: int | None) -> Backend:
-    from amc_tf import torch_reference
+    from amc_tf.core import torch_reference
     from converters.frontends import load
 
     if not torch_reference.torch_available():
@@ -120,7 +120,7 @@ def _open_saved_model(path: str, *, threads: int, input_size: int | None) -> Bac
 
 
 def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
-    from amc_tf.tflite_io import dequantize, quantize, load_interpreter, quantized_io
+    from amc_tf.core.tflite_io import dequantize, quantize, load_interpreter, quantized_io
 
     try:
         interp = load_interpreter(path, threads=threads)
@@ -156,7 +156,7 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
     Unreadable images are dropped (their index is missing) unless `strict`."""
     import tensorflow as tf
 
-    from amc_tf.preprocess import pil_load_crop, pil_open, tf_crop, tf_decode
+    from amc_tf.core.preprocess import pil_load_crop, pil_open, tf_crop, tf_decode
 
     raw = feed == "raw"
     if dataset.records:
@@ -221,7 +221,7 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
     `pil` preprocessing of image files runs without TensorFlow (amc_tf.pilfeed); `tf`
     preprocessing and TFRecords use a tf.data pipeline. Every skipped image is named in
     the result's `skipped_files` ({"file", "error"}); with `strict` the first one stops the run."""
-    from amc_tf.preprocess import normalize
+    from amc_tf.core.preprocess import normalize
 
     labels, offset = dataset.model_labels(model.num_classes, labels_offset)
     prep = preprocessing_for(model, input_size)

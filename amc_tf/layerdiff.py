@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from amc_tf.netspec import NetSpec
+from amc_tf.core.netspec import NetSpec
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from amc_tf.data import Dataset
+from amc_tf.core.data import Dataset
 from amc_tf.evaluate import Backend, image_pipeline
-from amc_tf.preprocess import Preprocessing, normalize
+from amc_tf.core.preprocess import Preprocessing, normalize
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict:
@@ -80,6 +80,6 @@ def tf_crops(images: list[np.ndarray], prep: Preprocessing) -> list[np.ndarray]:
     """The `tf` crops of whole decoded images (the ops a --with-preprocessing SavedModel runs)."""
     import tensorflow as tf
 
-    from amc_tf.preprocess import tf_crop
+    from amc_tf.core.preprocess import tf_crop
 
     return [tf_crop(tf.constant(img), prep).numpy() for img in images]

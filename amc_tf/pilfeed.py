@@ -15,8 +15,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from amc_tf.errors import AmcError
-from amc_tf.preprocess import Preprocessing
+from amc_tf.core.errors import AmcError
+from amc_tf.core.preprocess import Preprocessing
 
 STRICT_HINT = "without --strict it is counted and skipped"
 
@@ -37,7 +37,7 @@ def pil_batches(files: list[str], labels: np.ndarray, prep: Preprocessing, *, ra
                 workers: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Batches of (dataset indices, uint8 NHWC pixels, labels); `raw` gives whole decoded
     images one at a time (batch size 1), else centre crops of `prep.size`."""
-    from amc_tf.preprocess import pil_load_crop, pil_open
+    from amc_tf.core.preprocess import pil_load_crop, pil_open
 
     def load(path: str) -> np.ndarray:
         return np.asarray(pil_open(path), np.uint8) if raw else pil_load_crop(path, prep)

@@ -24,8 +24,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amc_tf import torch_models  # noqa: E402
-from amc_tf.profiles import profile_spec  # noqa: E402
+from amc_tf.core import torch_models  # noqa: E402
+from amc_tf.core.profiles import profile_spec  # noqa: E402
 
 AMC_TF = Path(sys.executable).with_name("amc-tf")
 

@@ -34,9 +34,9 @@ def repeated_folder(dst: Path, repeat: int) -> Path:
 
 
 def pipeline_rate(folder: Path, mode: str, batch: int) -> float:
-    from amc_tf.data import open_dataset
+    from amc_tf.core.data import open_dataset
     from amc_tf.evaluate import image_pipeline
-    from amc_tf.preprocess import Preprocessing
+    from amc_tf.core.preprocess import Preprocessing
 
     ds = open_dataset(folder)
     prep = Preprocessing()
@@ -51,7 +51,7 @@ def pipeline_rate(folder: Path, mode: str, batch: int) -> float:
 
 
 def eval_rate(model: Path, folder: Path, mode: str, backend: str, threads: int) -> tuple[float, float]:
-    from amc_tf.data import open_dataset
+    from amc_tf.core.data import open_dataset
     from amc_tf.evaluate import evaluate, open_model
 
     result, _ = evaluate(open_model(str(model), backend, threads=threads), open_dataset(folder), mode=mode)
@@ -65,8 +65,8 @@ def main() -> None:
     args = ap.parse_args()
     if not SAMPLE.is_dir():
         sys.exit(f"needs {SAMPLE}")
-    from amc_tf import torch_models
-    from amc_tf.profiles import profile_spec
+    from amc_tf.core import torch_models
+    from amc_tf.core.profiles import profile_spec
     from converters.convert import ConvertOptions, convert
 
     tmp = Path(tempfile.mkdtemp(prefix="amc-tf-perf-eval-"))

@@ -50,8 +50,8 @@ def main() -> None:
 
     import torch
 
-    from amc_tf import torch_models
-    from amc_tf.profiles import profile_spec
+    from amc_tf.core import torch_models
+    from amc_tf.core.profiles import profile_spec
     from converters.exporters import tflite_bytes
     from converters.frontends import load
     from converters.tf_builder import build

@@ -23,11 +23,11 @@ SAMPLE = ROOT.parent / "shared" / "fixtures" / "imagenet-sample"
 def main() -> None:
     import tensorflow as tf
 
-    from amc_tf import torch_models
-    from amc_tf.data import open_dataset
+    from amc_tf.core import torch_models
+    from amc_tf.core.data import open_dataset
     from amc_tf.evaluate import evaluate, open_model
-    from amc_tf.preprocess import Preprocessing, pil_load_crop, tf_crop, tf_decode
-    from amc_tf.profiles import profile_spec
+    from amc_tf.core.preprocess import Preprocessing, pil_load_crop, tf_crop, tf_decode
+    from amc_tf.core.profiles import profile_spec
     from converters.convert import ConvertOptions, convert
 
     prep = Preprocessing()

@@ -19,9 +19,9 @@ from typing import Callable
 
 import numpy as np
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 from amc_tf.layerdiff import Taps, compare
-from amc_tf.netspec import Network
+from amc_tf.core.netspec import Network
 
 RUNTIMES = ("torch", "tf", "tflite")
 Progress = Callable[[str], None]
@@ -74,7 +74,7 @@ class Subject:
 
 
 def _torch_missing() -> str | None:
-    from amc_tf.torch_reference import torch_available
+    from amc_tf.core.torch_reference import torch_available
 
     return None if torch_available() else "torch is not installed"
 
@@ -90,7 +90,7 @@ def open_checkpoint(path: str, *, activation=None, bn_eps: float = 1e-5, input_s
 
 
 def open_outdir(path: str) -> Subject:
-    from amc_tf.outdir import read_outdir
+    from amc_tf.core.outdir import read_outdir
 
     out = read_outdir(path)
     network = out.network()

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from amc_tf.errors import ArchitectureError, CheckpointError
-from amc_tf.netspec import Network
-from converters.onnx_io import read_model, tensor_array
+from amc_tf.core.errors import ArchitectureError, CheckpointError
+from amc_tf.core.netspec import Network
+from amc_tf.core.onnx_io import read_model, tensor_array
 
 KNOWN_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "GlobalAveragePool", "ReduceMean", "Flatten",
              "Reshape", "Squeeze", "Gemm", "Identity", "Dropout", "Transpose", "Constant", "Shape", "Gather",

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 MODES = ("fp16", "dynamic", "int8")
 IO_TYPES = ("float32", "uint8", "int8")

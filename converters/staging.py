@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 
 def _start_time(pid: int) -> int | None:

@@ -1,7 +1,7 @@
 """Per-layer outputs from each runtime, keyed by the network description's tap points.
 
 * TF: `SlimMobileNet.forward(x, taps=...)`, the builder's own per-layer outputs.
-* PyTorch: `amc_tf.torch_reference.forward(..., taps=...)` on the checkpoint's own tensors.
+* PyTorch: `amc_tf.core.torch_reference.forward(..., taps=...)` on the checkpoint's own tensors.
 * TFLite: the LiteRT interpreter with every intermediate tensor preserved. A layer's tensor
   is found through the TF graph, not by guessing: tracing the builder's forward pass gives,
   for each tap point, the name of the graph op that produces it (e.g.
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 from amc_tf.layerdiff import Taps, pool_key, tap_points
-from amc_tf.netspec import Network, NetSpec
-from amc_tf.tflite_io import dequantize, quantize
+from amc_tf.core.netspec import Network, NetSpec
+from amc_tf.core.tflite_io import dequantize, quantize
 
 
 def tap_op_names(model) -> dict[str, str]:
@@ -49,7 +49,7 @@ def torch_names(network: Network) -> dict[str, str]:
 
 
 def torch_taps(network: Network, state_dict: dict, x: np.ndarray, label: str = "torch") -> Taps:
-    from amc_tf.torch_reference import forward
+    from amc_tf.core.torch_reference import forward
 
     taps: dict = {}
     forward(network.spec, state_dict, network.source["layer_keys"], x, taps=taps)
@@ -83,7 +83,7 @@ def tflite_tensor_map(interp, spec: NetSpec, op_names: dict[str, str]) -> dict[s
 def tflite_taps(path_or_bytes, spec: NetSpec, op_names: dict[str, str], x: np.ndarray, label: str = "tflite") -> Taps:
     """Run each sample through a batch-1 .tflite with every tensor preserved. Delegates are off:
     XNNPACK runs the whole graph as one node and keeps no intermediates."""
-    from amc_tf.tflite_io import load_interpreter
+    from amc_tf.core.tflite_io import load_interpreter
 
     interp = load_interpreter(path_or_bytes, delegates=False, preserve_all_tensors=True)
     inp = interp.get_input_details()[0]

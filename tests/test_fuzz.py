@@ -14,8 +14,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amc_tf.checkpoint import load_pickled, load_state_dict
-from amc_tf.errors import CheckpointError
+from amc_tf.core.checkpoint import load_pickled, load_state_dict
+from amc_tf.core.errors import CheckpointError
 from benchmarks.logparse import parse_text
 from hostile import Build, Global, Storages, Tensor, legacy_checkpoint, state_dict_node, zip_checkpoint
 

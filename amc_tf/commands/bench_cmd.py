@@ -14,7 +14,7 @@ import click
 
 from amc_tf.cli import emit_json, handle_errors
 from amc_tf.commands.options import FiniteFloat
-from amc_tf.errors import AmcError, RunFailedError
+from amc_tf.core.errors import AmcError, RunFailedError
 
 
 def _progress(msg: str) -> None:

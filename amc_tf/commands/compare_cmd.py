@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli import emit_json, handle_errors
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 
 def _say(quiet: bool):

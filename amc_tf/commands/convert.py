@@ -6,8 +6,8 @@ import click
 
 from amc_tf.commands.options import BN_EPS
 from amc_tf.cli import emit_json, handle_errors
-from amc_tf.errors import AmcError
-from amc_tf.profiles import PROFILE_NAMES
+from amc_tf.core.errors import AmcError
+from amc_tf.core.profiles import PROFILE_NAMES
 
 
 def _progress(quiet: bool):
@@ -117,8 +117,8 @@ def profile(checkpoint, profile, input_size, as_json):
       amc-tf profile --profile 0.5flops
       amc-tf profile checkpoints/mobilenetv2_imagenet_0.7amc_70.854.pth.tar --json
     """
-    from amc_tf.flops import count
-    from amc_tf.profiles import check_profile, profile_spec
+    from amc_tf.core.flops import count
+    from amc_tf.core.profiles import check_profile, profile_spec
 
     if checkpoint is None and profile is None:
         raise AmcError("give a CHECKPOINT or --profile NAME")

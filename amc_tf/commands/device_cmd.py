@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from amc_tf.cli import handle_errors
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 
 class _Terminated(Exception):

@@ -8,7 +8,7 @@ import click
 
 from amc_tf.commands.options import BN_EPS
 from amc_tf.cli import emit_json, handle_errors
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
@@ -32,7 +32,7 @@ def image_inputs(directory: str, spec, limit: int):
     transform does for the network's input size and normalisation."""
     import numpy as np
 
-    from amc_tf.preprocess import Preprocessing, normalize, pil_load_crop
+    from amc_tf.core.preprocess import Preprocessing, normalize, pil_load_crop
 
     if not os.path.isdir(directory):
         raise AmcError(f"--images {directory}: not a directory")

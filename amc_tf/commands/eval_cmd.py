@@ -7,7 +7,7 @@ import click
 
 from amc_tf.commands.options import NON_NEGATIVE
 from amc_tf.cli import emit_json, handle_errors
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 
 class ParityFailed(AmcError):
@@ -76,7 +76,7 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
     Example:
       amc-tf eval out/0.5flops/model.tflite --data /data/imagenet/val --threads 4
     """
-    from amc_tf.data import open_dataset
+    from amc_tf.core.data import open_dataset
     from amc_tf.evaluate import evaluate, needs_tensorflow, open_model
 
     logits_path = _check_logits_path(save_logits, force) if save_logits else None
@@ -118,7 +118,7 @@ def _check_logits_path(path: str, force: bool):
     import os
     from pathlib import Path
 
-    from amc_tf.errors import OutputExistsError
+    from amc_tf.core.errors import OutputExistsError
 
     p = Path(path)
     if p.is_dir():
@@ -149,9 +149,9 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
     `missing` says why it is not)."""
     import os
 
-    from amc_tf import torch_reference
+    from amc_tf.core import torch_reference
     from amc_tf.evaluate import open_model
-    from amc_tf.outdir import read_outdir
+    from amc_tf.core.outdir import read_outdir
 
     out = read_outdir(outdir)
     backends, notes = {}, []
@@ -195,7 +195,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     import tempfile
 
     from amc_tf import parity as P
-    from amc_tf.data import open_dataset
+    from amc_tf.core.data import open_dataset
     from amc_tf.evaluate import preprocessing_for
 
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"amc-tf: {msg}", err=True))
@@ -204,7 +204,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     with tempfile.TemporaryDirectory(prefix="amc-tf-parity-") as tmp:
         missing = None
         if os.path.isdir(target):
-            from amc_tf.outdir import read_outdir
+            from amc_tf.core.outdir import read_outdir
 
             outdir = target
             checkpoint, missing = read_outdir(target).pytorch_checkpoint()
@@ -223,7 +223,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
         else:
             raws = P.synthetic_images(n, prep.resize_size)
             notes.append(f"{n} seeded synthetic images (pass --images DIR for real ones)")
-            from amc_tf.preprocess import pil_crop
+            from amc_tf.core.preprocess import pil_crop
             from PIL import Image
 
             crops = [pil_crop(Image.fromarray(r), prep) for r in raws]

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 _PR_SET_PDEATHSIG = 1
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from amc_tf.errors import AmcError
-from amc_tf.fileutil import sha256_file
-from amc_tf.netspec import Network, NetSpec
+from amc_tf.core.errors import AmcError
+from amc_tf.core.fileutil import sha256_file
+from amc_tf.core.netspec import Network, NetSpec
 
 
 @dataclass

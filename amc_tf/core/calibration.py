@@ -1,10 +1,10 @@
 """Calibration images for full-integer quantization, and the images held out from them.
 
-The images of a folder (any layout `amc_tf.data.open_dataset` reads, or simply a folder
+The images of a folder (any layout `amc_tf.core.data.open_dataset` reads, or simply a folder
 of images without labels) are shuffled with a fixed seed; the first `size` calibrate,
 the rest are *held out*: they measure the quantized model, and no image whose content
 (sha256) is among the calibration images is ever held out. Images are preprocessed by
-evaluation's own functions (`amc_tf.preprocess`: the PyTorch-exact `pil` crop, then
+evaluation's own functions (`amc_tf.core.preprocess`: the PyTorch-exact `pil` crop, then
 `normalize`), so the activation ranges are those the model sees when it is evaluated.
 
 A conversion writes the calibration set's hashes to OUTDIR/calibration.txt
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from amc_tf.errors import AmcError
-from amc_tf.preprocess import Preprocessing
-from amc_tf.fileutil import sha256_file
+from amc_tf.core.errors import AmcError
+from amc_tf.core.preprocess import Preprocessing
+from amc_tf.core.fileutil import sha256_file
 
 SYNTHETIC = "synthetic"
 MANIFEST = "calibration.txt"
@@ -39,7 +39,7 @@ class CalibrationError(AmcError):
 def open_images(root: str | os.PathLike):
     """The folder as a Dataset: a labelled layout when `open_dataset` recognises one, else
     every image under it, unlabelled (calibration needs no labels)."""
-    from amc_tf.data import IMAGE_EXTENSIONS, DataError, Dataset, open_dataset
+    from amc_tf.core.data import IMAGE_EXTENSIONS, DataError, Dataset, open_dataset
 
     root = os.fspath(root)
     if not os.path.isdir(root):
@@ -62,7 +62,7 @@ def open_images(root: str | os.PathLike):
 class Split:
     """Calibration and held-out images of one folder, with their content hashes."""
 
-    dataset: object  # amc_tf.data.Dataset
+    dataset: object  # amc_tf.core.data.Dataset
     calibration: list[int]  # indices into dataset.files
     held_out: list[int]
     hashes: list[str]  # sha256 of every dataset file
@@ -114,7 +114,7 @@ def load(dataset, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
     """(normalised float32 NHWC images, indices into dataset.files of those that decoded),
     each through evaluation's `pil` path: `pil_load_crop` then `normalize`; unreadable
     images are skipped (as evaluation counts and skips them)."""
-    from amc_tf.preprocess import normalize, pil_load_crop
+    from amc_tf.core.preprocess import normalize, pil_load_crop
 
     images, indices = [], []
     for i, path in enumerate(dataset.files):
@@ -133,7 +133,7 @@ def synthetic(n: int, prep: Preprocessing, seed: int = SEED) -> np.ndarray:
     """n random-pixel images (uniform uint8, normalised): inputs in the real range, with none
     of a real image's statistics."""
     pixels = np.random.default_rng(seed).integers(0, 256, (n, prep.size, prep.size, 3), endpoint=False)
-    from amc_tf.preprocess import normalize
+    from amc_tf.core.preprocess import normalize
 
     return normalize(pixels.astype(np.uint8), prep)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from amc_tf.netspec import NetSpec
+from amc_tf.core.netspec import NetSpec
 
 
 def torch_version() -> str | None:
@@ -71,6 +71,6 @@ def forward(spec: NetSpec, state_dict: dict, layer_keys: dict, x_nhwc: np.ndarra
 
 def reference_logits(checkpoint: str, spec: NetSpec, layer_keys: dict, x_nhwc: np.ndarray) -> np.ndarray:
     """Load the checkpoint and run `forward` (a picklable entry point for a worker process)."""
-    from amc_tf.checkpoint import load_state_dict
+    from amc_tf.core.checkpoint import load_state_dict
 
     return forward(spec, load_state_dict(checkpoint), layer_keys, x_nhwc)

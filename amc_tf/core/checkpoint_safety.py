@@ -1,4 +1,4 @@
-"""The security boundary of the torch-free checkpoint reader (used by amc_tf/checkpoint.py).
+"""The security boundary of the torch-free checkpoint reader (used by amc_tf/core/checkpoint.py).
 
 A checkpoint from a stranger is hostile until proven otherwise, so this module:
 - unpickles with a pure-Python unpickler that resolves only the globals a state dict needs,
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from amc_tf.errors import CheckpointError, UnsafePickleError
+from amc_tf.core.errors import CheckpointError, UnsafePickleError
 
 # Limits, far above any MobileNet (V1 1.0 is 4.2M parameters, 17 MB; its largest tensor
 # 1.0M elements), far below what could hurt the machine.

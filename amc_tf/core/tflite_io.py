@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from amc_tf.errors import ModelFileError
+from amc_tf.core.errors import ModelFileError
 
 
 def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
@@ -24,7 +24,7 @@ def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
     delegate (the built-in reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from amc_tf.quiet import silenced
+    from amc_tf.core.quiet import silenced
 
     kwargs = {"num_threads": threads}
     if not delegates:

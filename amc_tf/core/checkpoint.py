@@ -9,7 +9,7 @@ Both on-disk formats are supported:
   then each storage as an int64 element count followed by its raw bytes.
 
 The file is untrusted: unpickling and every tensor record go through
-`amc_tf.checkpoint_safety` (allow-listed globals only, validated records, bounded memory),
+`amc_tf.core.checkpoint_safety` (allow-listed globals only, validated records, bounded memory),
 zip entries are read once each with their declared sizes checked first, and any malformed
 input ends in one `CheckpointError` naming the file (docs/security.md).
 """
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from amc_tf import checkpoint_safety as safety
-from amc_tf.checkpoint_safety import Budget, StorageRef, materialize, tensor_record
-from amc_tf.errors import CheckpointError
+from amc_tf.core import checkpoint_safety as safety
+from amc_tf.core.checkpoint_safety import Budget, StorageRef, materialize, tensor_record
+from amc_tf.core.errors import CheckpointError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001

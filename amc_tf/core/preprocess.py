@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amc_tf.netspec import IMAGENET_MEAN, IMAGENET_STD
+from amc_tf.core.netspec import IMAGENET_MEAN, IMAGENET_STD
 
 CROP_FRACTION = 0.875  # 224 / 256
 MODES = ("pil", "tf")

@@ -6,8 +6,8 @@ the checkpoint's tensors, and a profile only asserts that the result has these c
 
 from __future__ import annotations
 
-from amc_tf.errors import ArchitectureError
-from amc_tf.netspec import V1, V2, NetSpec, make_blocks
+from amc_tf.core.errors import ArchitectureError
+from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks
 
 # MobileNetV1: stem width and the pointwise widths of the 13 blocks.
 _V1_PROFILES = {

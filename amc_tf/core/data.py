@@ -31,7 +31,7 @@ from importlib import resources
 
 import numpy as np
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 WNID_RE = re.compile(r"^n\d{8}$")
@@ -47,7 +47,7 @@ class DataError(AmcError):
 @functools.lru_cache(maxsize=1)
 def imagenet_wnids() -> tuple[str, ...]:
     """The 1000 ImageNet-1k wnids in canonical (sorted) order: class i of a 1000-way model."""
-    text = resources.files("amc_tf").joinpath("assets/imagenet_wnids.txt").read_text()
+    text = resources.files("amc_tf.core").joinpath("assets/imagenet_wnids.txt").read_text()
     return tuple(text.split())
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc_tf.netspec import V1, NetSpec
+from amc_tf.core.netspec import V1, NetSpec
 
 LAYOUTS = ("amc", "torchvision", "community")
 

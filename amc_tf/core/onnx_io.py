@@ -7,16 +7,16 @@ import os
 
 import numpy as np
 
-from amc_tf.errors import CheckpointError
+from amc_tf.core.errors import CheckpointError
 
 
 def read_model(path: str | os.PathLike):
     """onnx.load with every failure turned into one CheckpointError line."""
     import onnx
 
-    from amc_tf.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
+    from amc_tf.core.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
 
-    from amc_tf.checkpoint_safety import check_regular_file
+    from amc_tf.core.checkpoint_safety import check_regular_file
 
     path = os.fspath(path)
     size = check_regular_file(path)
@@ -35,7 +35,7 @@ def read_model(path: str | os.PathLike):
 
 def looks_like_onnx(path: str | os.PathLike) -> bool:
     """True when the file parses as an ONNX model with a graph (for files without a .onnx name)."""
-    from amc_tf.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
+    from amc_tf.core.checkpoint_safety import MAX_PICKLE_BYTES, MAX_TOTAL_BYTES
 
     try:
         import onnx
@@ -53,7 +53,7 @@ def tensor_array(tensor, what: str) -> np.ndarray:
     reader's limit) and that its data is there, in the file, and matches them - before allocating."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from amc_tf.checkpoint_safety import MAX_TENSOR_ELEMENTS
+    from amc_tf.core.checkpoint_safety import MAX_TENSOR_ELEMENTS
 
     dims = [int(d) for d in tensor.dims]
     count = 1

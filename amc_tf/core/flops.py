@@ -8,7 +8,7 @@ PyTorch's trainable parameters: conv and linear weights and biases plus BN weigh
 
 from __future__ import annotations
 
-from amc_tf.netspec import NetSpec
+from amc_tf.core.netspec import NetSpec
 
 
 def layer_table(spec: NetSpec) -> list[dict]:
