@@ -35,14 +35,14 @@ def repeated_folder(dst: Path, repeat: int) -> Path:
 
 def pipeline_rate(folder: Path, mode: str, batch: int) -> float:
     from amc_tf.core.data import open_dataset
-    from amc_tf.evaluate import image_pipeline
+    from amc_tf.services.evaluate import image_pipeline
     from amc_tf.core.preprocess import Preprocessing
 
     ds = open_dataset(folder)
     prep = Preprocessing()
     t = time.perf_counter()
     if mode == "pil":  # what `eval` runs for pil on image files: the TensorFlow-free thread-pool feed
-        from amc_tf.pilfeed import pil_batches
+        from amc_tf.services.pilfeed import pil_batches
 
         n = sum(len(i) for i, _, _ in pil_batches(ds.files, ds.labels, prep, raw=False, batch_size=batch))
     else:
@@ -52,7 +52,7 @@ def pipeline_rate(folder: Path, mode: str, batch: int) -> float:
 
 def eval_rate(model: Path, folder: Path, mode: str, backend: str, threads: int) -> tuple[float, float]:
     from amc_tf.core.data import open_dataset
-    from amc_tf.evaluate import evaluate, open_model
+    from amc_tf.services.evaluate import evaluate, open_model
 
     result, _ = evaluate(open_model(str(model), backend, threads=threads), open_dataset(folder), mode=mode)
     return result["images_per_s"], result["top1"]

@@ -25,7 +25,7 @@ def main() -> None:
 
     from amc_tf.core import torch_models
     from amc_tf.core.data import open_dataset
-    from amc_tf.evaluate import evaluate, open_model
+    from amc_tf.services.evaluate import evaluate, open_model
     from amc_tf.core.preprocess import Preprocessing, pil_load_crop, tf_crop, tf_decode
     from amc_tf.core.profiles import profile_spec
     from converters.convert import ConvertOptions, convert

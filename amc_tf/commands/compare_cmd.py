@@ -75,7 +75,7 @@ def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_laten
     import tempfile
     from pathlib import Path
 
-    from amc_tf import compare as cmp
+    from amc_tf.services import compare as cmp
 
     say = _say(quiet)
     cands = cmp.open_candidates(outdirs)

@@ -81,7 +81,7 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
       amc-tf diff out/0.5flops --against tf --images val/ --limit 4
       amc-tf diff out/0.5flops-int8 --against out/0.5flops --tolerance 0.2   # quantization error
     """
-    from converters.layer_diff import open_subject, random_inputs, run_diff
+    from amc_tf.services.layerdiff.subject import open_subject, random_inputs, run_diff
 
     if images and random_n:
         raise AmcError("give --images DIR or --random N, not both")
@@ -99,7 +99,7 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
     if as_json:
         emit_json(result)
     else:
-        from amc_tf.layerdiff import format_table
+        from amc_tf.services.layerdiff.metrics import format_table
 
         click.echo(f"{model}: {spec.family} {'/'.join(map(str, spec.channels()))}, "
                    f"{len(x)} input(s) from {result['inputs']['source']}")

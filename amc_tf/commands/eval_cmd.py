@@ -77,7 +77,7 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
       amc-tf eval out/0.5flops/model.tflite --data /data/imagenet/val --threads 4
     """
     from amc_tf.core.data import open_dataset
-    from amc_tf.evaluate import evaluate, needs_tensorflow, open_model
+    from amc_tf.services.evaluate import evaluate, needs_tensorflow, open_model
 
     logits_path = _check_logits_path(save_logits, force) if save_logits else None
     dataset = open_dataset(data_dir, ground_truth)
@@ -135,7 +135,7 @@ def _check_logits_path(path: str, force: bool):
 
 
 def _write_logits(path, logits) -> None:
-    from amc_tf.evaluate import save_logits as write_logits
+    from amc_tf.services.evaluate import save_logits as write_logits
 
     try:
         write_logits(str(path), logits)
@@ -150,7 +150,7 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
     import os
 
     from amc_tf.core import torch_reference
-    from amc_tf.evaluate import open_model
+    from amc_tf.services.evaluate import open_model
     from amc_tf.core.outdir import read_outdir
 
     out = read_outdir(outdir)
@@ -194,9 +194,9 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     import os
     import tempfile
 
-    from amc_tf import parity as P
+    from amc_tf.services import parity as P
     from amc_tf.core.data import open_dataset
-    from amc_tf.evaluate import preprocessing_for
+    from amc_tf.services.evaluate import preprocessing_for
 
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"amc-tf: {msg}", err=True))
     dataset = open_dataset(images) if images else None

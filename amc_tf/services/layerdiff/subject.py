@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from amc_tf.core.errors import AmcError
-from amc_tf.layerdiff import Taps, compare
+from amc_tf.services.layerdiff.metrics import Taps, compare
 from amc_tf.core.netspec import Network
 
 RUNTIMES = ("torch", "tf", "tflite")
@@ -48,7 +48,7 @@ class Subject:
     @property
     def op_names(self) -> dict:
         if self._op_names is None:
-            from converters.taps import tap_op_names
+            from amc_tf.services.layerdiff.taps import tap_op_names
 
             self._op_names = tap_op_names(self.model)
         return self._op_names
@@ -57,7 +57,7 @@ class Subject:
         return [r for r in RUNTIMES if r != "torch" or self.torch_missing is None]
 
     def taps(self, runtime: str, x: np.ndarray, label: str | None = None) -> Taps:
-        from converters import taps
+        from amc_tf.services.layerdiff import taps
 
         label = label or runtime
         if runtime == "torch":

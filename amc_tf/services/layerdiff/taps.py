@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from amc_tf.core.errors import AmcError
-from amc_tf.layerdiff import Taps, pool_key, tap_points
+from amc_tf.services.layerdiff.metrics import Taps, pool_key, tap_points
 from amc_tf.core.netspec import Network, NetSpec
 from amc_tf.core.tflite_io import dequantize, quantize
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from amc_tf.core.data import Dataset
-from amc_tf.evaluate import Backend, image_pipeline
+from amc_tf.services.evaluate import Backend, image_pipeline
 from amc_tf.core.preprocess import Preprocessing, normalize
 
 

@@ -218,7 +218,7 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
              progress: Callable[[Progress], None] | None = None) -> tuple[dict, np.ndarray]:
     """(result dict, logits in dataset order with NaN rows for skipped images).
 
-    `pil` preprocessing of image files runs without TensorFlow (amc_tf.pilfeed); `tf`
+    `pil` preprocessing of image files runs without TensorFlow (amc_tf.services.pilfeed); `tf`
     preprocessing and TFRecords use a tf.data pipeline. Every skipped image is named in
     the result's `skipped_files` ({"file", "error"}); with `strict` the first one stops the run."""
     from amc_tf.core.preprocess import normalize
@@ -286,12 +286,12 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
              limit: int | None, strict: bool, skipped: list[dict]):
     """numpy batches (indices, pixels, labels) in dataset order; skipped images go to `skipped`."""
     if mode == "pil" and dataset.files:
-        from amc_tf.pilfeed import pil_batches
+        from amc_tf.services.pilfeed import pil_batches
 
         yield from pil_batches(dataset.files, labels, prep, raw=feed == "raw", batch_size=batch_size, limit=limit,
                                strict=strict, on_skip=lambda f, why: skipped.append({"file": f, "error": why}))
         return
-    from amc_tf.pilfeed import STRICT_HINT, UnreadableImage
+    from amc_tf.services.pilfeed import STRICT_HINT, UnreadableImage
 
     # tf.data drops undecodable items (ignore_errors); a gap in the indices names them
     pipeline = image_pipeline(dataset, labels, offset, mode, prep, feed, batch_size, limit, strict=False)

@@ -4,7 +4,7 @@ Every runtime's tensors are keyed by the network description's tap points: each
 `NetSpec.layers()` scope (the layer's output after BatchNorm, activation and, for a
 residual V2 block's project conv, the residual add) plus the global average pool
 `<Scope>/Logits/AvgPool`, the key `tf_builder` and `torch_reference` both fill. Collecting
-the tensors is the runtimes' business (converters/taps.py); this module only matches and
+the tensors is the runtimes' business (amc_tf/services/layerdiff/taps.py); this module only matches and
 measures them.
 
 Figures per layer, over the whole batch:
