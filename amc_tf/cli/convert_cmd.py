@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.commands.options import BN_EPS
-from amc_tf.cli import emit_json, handle_errors
+from amc_tf.cli.options import BN_EPS
+from amc_tf.cli.app import emit_json, handle_errors
 from amc_tf.core.errors import AmcError
 from amc_tf.core.profiles import PROFILE_NAMES
 
@@ -88,7 +88,7 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
         art = report["artifacts"]["with_preprocessing"]
         click.echo(f"  with_preprocessing/: saved_model (uint8 images, any size), model.tflite (uint8 {art['tflite']['input']})")
     if "quantization" in report:
-        from amc_tf.commands.quantize_text import quantization_lines
+        from amc_tf.cli.quantize_text import quantization_lines
 
         for line in quantization_lines(report):
             click.echo(line)

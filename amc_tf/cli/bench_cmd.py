@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli import emit_json, handle_errors
-from amc_tf.commands.options import FiniteFloat
+from amc_tf.cli.app import emit_json, handle_errors
+from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, RunFailedError
 
 

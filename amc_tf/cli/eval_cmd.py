@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.commands.options import NON_NEGATIVE
-from amc_tf.cli import emit_json, handle_errors
+from amc_tf.cli.options import NON_NEGATIVE
+from amc_tf.cli.app import emit_json, handle_errors
 from amc_tf.core.errors import AmcError
 
 

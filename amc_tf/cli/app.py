@@ -173,7 +173,7 @@ def main(verbose=False):
 
 
 def _register() -> None:
-    from amc_tf.commands import register_all
+    from amc_tf.cli.commands import register_all
 
     register_all(main)
 
