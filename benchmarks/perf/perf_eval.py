@@ -5,7 +5,7 @@ Data: the 100 images of ../shared/fixtures/imagenet-sample repeated --repeat tim
 flat <wnid>_*.JPEG folder). Model: MobileNetV1 0.5flops with seeded random weights (needs
 torch to write the checkpoint), converted once.
 
-    .venv/bin/python benchmarks/perf_eval.py [--repeat 4] [--threads 1]
+    .venv/bin/python benchmarks/perf/perf_eval.py [--repeat 4] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT.parent / "shared" / "fixtures" / "imagenet-sample"
 

@@ -2,7 +2,7 @@
 uint8 pixel differences of the 224x224 crops, and the effect on top-1 agreement of a model
 (MobileNetV1 0.5flops with seeded random weights; needs torch to write the checkpoint).
 
-    .venv/bin/python benchmarks/preprocess_diff.py
+    .venv/bin/python benchmarks/perf/preprocess_diff.py
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT.parent / "shared" / "fixtures" / "imagenet-sample"
 

@@ -6,7 +6,7 @@
 - the same model benchmarked through the emulated device and locally in-process
   (3 runs each): the transport must not change what benchmark_model measures.
 
-Usage: python benchmarks/perf_adb_emulator.py [--model M.tflite]
+Usage: python benchmarks/perf/perf_adb_emulator.py [--model M.tflite]
 (default model: the committed digits MobileNetV1, converted to a temporary directory).
 """
 
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AMC_TF = [sys.executable, "-c", "from amc_tf.cli import main; main()"]
 
 

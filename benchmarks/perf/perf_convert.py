@@ -5,7 +5,7 @@ conversion with all three artifacts, self-check, exit) with and without the self
 and the conversion alone (in-process, TensorFlow already imported), each the median of
 --repeats runs, plus the CLI's peak RSS. Needs torch to write the input checkpoints.
 
-    .venv/bin/python benchmarks/perf_convert.py [--repeats 3]
+    .venv/bin/python benchmarks/perf/perf_convert.py [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from amc_tf.core import torch_models  # noqa: E402
 from amc_tf.core.profiles import profile_spec  # noqa: E402

@@ -10,7 +10,7 @@ On x86 (AVX2, no VNNI) XNNPACK's int8 kernels are not faster than its fp32 ones:
 int8 speed-up is an ARM (dot-product) result; measure it on a phone with
 `amc-tf bench --target adb`.
 
-    .venv/bin/python benchmarks/perf_quantize.py [--profiles 0.5flops v2-0.7flops] [--repeats 3]
+    .venv/bin/python benchmarks/perf/perf_quantize.py [--profiles 0.5flops v2-0.7flops] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from amc_tf.core import torch_models  # noqa: E402
 from amc_tf.core.profiles import profile_spec  # noqa: E402
 
 AMC_TF = Path(sys.executable).with_name("amc-tf")
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "imagenet-sample"
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "imagenet-sample"
 MODES = ("fp32", "fp16", "dynamic", "int8")
 
 

@@ -10,7 +10,7 @@ Each trial runs the two back to back; the headline overhead is the median over t
 of runner/bare - 1 (pairing cancels slow drifts of a shared machine), shown beside the
 ratio of the medians and of the minima. The target is |overhead| <= 2 %.
 
-    .venv/bin/python benchmarks/perf_runner_overhead.py [--trials 21] [--runs 200] [--warmup 20]
+    .venv/bin/python benchmarks/perf/perf_runner_overhead.py [--trials 21] [--runs 200] [--warmup 20]
 
 Prints the figures; exits 1 when the overhead is beyond the target.
 """
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.local import _fill_inputs, make_interpreter, run_inprocess  # noqa: E402
 from benchmarks.logparse import parse_text  # noqa: E402

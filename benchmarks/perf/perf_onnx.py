@@ -6,7 +6,7 @@ reading the file into a Network, reading + building + TFLite bytes (in-process, 
 already imported), and the whole CLI (`amc-tf convert`, a fresh process writing all three
 artifacts, with and without the self-check). Needs torch to write the inputs.
 
-    .venv/bin/python benchmarks/perf_onnx.py [--repeats 3]
+    .venv/bin/python benchmarks/perf/perf_onnx.py [--repeats 3]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 AMC_TF = Path(sys.executable).with_name("amc-tf")
 
