@@ -13,7 +13,6 @@ This module is the one error boundary of the tool (commands just raise):
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import sys
@@ -30,16 +29,6 @@ from amc_tf.core.errors import AmcError, Interrupted
 
 EXIT_BUG = 70
 _debug = False
-
-
-def handle_errors(fn):
-    """Kept for command modules written before the central boundary: errors are handled in
-    `AmcGroup.main` now, so this returns the command unchanged."""
-    return fn
-
-
-def emit_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
 
 def one_line(message: str, limit: int = 800) -> str:

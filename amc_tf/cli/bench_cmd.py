@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.app import emit_json, handle_errors
+from amc_tf.cli.output import emit_json, handle_errors
 from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, RunFailedError
 

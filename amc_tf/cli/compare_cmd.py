@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.app import emit_json, handle_errors
+from amc_tf.cli.output import emit_json, handle_errors
 from amc_tf.core.errors import AmcError
 
 

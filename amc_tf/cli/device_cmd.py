@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.app import handle_errors
+from amc_tf.cli.output import handle_errors
 from amc_tf.core.errors import AmcError
 
 

@@ -7,7 +7,7 @@ import os
 import click
 
 from amc_tf.cli.options import BN_EPS
-from amc_tf.cli.app import emit_json, handle_errors
+from amc_tf.cli.output import emit_json, handle_errors
 from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
