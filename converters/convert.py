@@ -28,6 +28,7 @@ from amc_tf.core.netspec import Network
 from amc_tf.core.profiles import check_profile
 from amc_tf.core.fileutil import sha256_file
 from converters.staging import check_output_path, make_staging_dir, remove_stale
+from converters.verification import verification_batch
 
 
 class VerificationFailed(AmcError):
@@ -55,12 +56,6 @@ class ConvertOptions:
 
 
 Progress = Callable[[str], None]
-
-
-def verification_batch(network: Network, n: int = 2, seed: int = 0) -> np.ndarray:
-    """A fixed batch of normalised-image-like inputs (NHWC float32)."""
-    s = network.spec.input_size
-    return np.random.default_rng(seed).standard_normal((n, s, s, network.spec.in_ch)).astype(np.float32)
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:

@@ -78,7 +78,7 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
     from amc_tf.core.tflite_io import load_interpreter
     from converters.exporters import tflite_op_histogram
     from converters.quantize import io_details, quantized_tflite_bytes, tensor_dtypes, weight_quantization
-    from converters.convert import verification_batch
+    from converters.verification import verification_batch
     from amc_tf.core.tflite_io import TFLiteModel
 
     request = check_options(options)
