@@ -1,4 +1,4 @@
-"""Errors a user can act on. The CLI (amc_tf/cli.py, the one boundary) prints them as one
+"""Errors a user can act on. The CLI (amc_tf/cli/app.py, the one boundary) prints them as one
 line `error: ...` and exits with their code: 2 bad input, 1 a gate failed, 3 a run failed."""
 
 
