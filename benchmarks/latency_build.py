@@ -23,19 +23,20 @@ import numpy as np
 from amc_tf.errors import AmcError, OutputExistsError
 from amc_tf.netspec import V1, V2, NetSpec, make_blocks
 from amc_tf.profiles import profile_spec
-from benchmarks.latency_lut import FORMAT, WARP_PERIOD, LatencyLut, Table, layer_plan, table_name
+from benchmarks.latency_lut import ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, LatencyLut, Table, layer_plan, table_name
 from benchmarks.runlog import atomic_write
 
 HEADROOM = 1.25
-# Past one warp period (64) every ladder value is a multiple of it: aligned, see latency_lut.warp.
-LADDER_2D = (1, 8, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-LADDER_1D = (1, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 2048)
-# The alignment probes: (profile, kind, res, fixed cin, first swept channel count).
-PROBES = (("pointwise", "pointwise", 28, 256, 256), ("depthwise", "depthwise_s1", 56, 0, 256))
+# Past one alignment period (64) every ladder value is a multiple of it (see latency_lut.align_factor);
+# below it, the ladders are dense, since small odd widths are common and their tiles matter.
+LADDER_CIN = (1, 8, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+LADDER_COUT = (1, 8, 16, 24, 32, 40, 48, 56, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+LADDER_1D = (1, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896,
+             1024, 1280, 1536, 2048)
 CLASSES = (1, 16, 128, 512, 1000, 1001)
 STANDARD = {V1: "1.0", V2: "v2-1.0"}
 FAMILY_ALIASES = {"v1": V1, "v2": V2, V1: V1, V2: V2}
-CALIBRATION_SEEDS = (101, 202)
+CALIBRATION_SEEDS = (101, 102, 103, 104)
 
 
 def parse_families(text: str) -> list[str]:
@@ -51,10 +52,12 @@ def parse_families(text: str) -> list[str]:
 
 def _axis(top: int, ladder, tiny: bool) -> list[int]:
     top = max(1, math.ceil(top * HEADROOM))
-    if top > WARP_PERIOD:
-        top = -(-top // WARP_PERIOD) * WARP_PERIOD
+    if top > ALIGN_PERIOD:
+        top = -(-top // ALIGN_PERIOD) * ALIGN_PERIOD
     if tiny:
         return sorted({1, top})
+    if ladder is None:  # every channel count
+        return list(range(1, top + 1))
     return [v for v in ladder if v < top] + [top]
 
 
@@ -73,29 +76,41 @@ def grid_plan(families: list[str], input_size: int, tiny: bool = False) -> dict[
     plan = {}
     for name, (kind, res, cin, cout) in sorted(widest.items()):
         if kind == "pointwise":
-            axes = (_axis(cin, LADDER_2D, tiny), _axis(cout, LADDER_2D, tiny))
+            axes = (_axis(cin, LADDER_CIN, tiny), _axis(cout, LADDER_COUT, tiny))
         elif kind == "head":
-            axes = (_axis(cin, LADDER_2D, tiny), [1, 1001] if tiny else list(CLASSES))
+            axes = (_axis(cin, LADDER_CIN, tiny), [1, 1001] if tiny else list(CLASSES))
         elif kind.startswith("conv"):
-            axes = ([3], _axis(cout, LADDER_1D, tiny))
+            axes = ([3], _axis(cout, None, tiny))
         else:  # depthwise, add: one axis
             axes = (_axis(cin, LADDER_1D, tiny), [0])
         plan[name] = {"kind": kind, "res": res, "cin": axes[0], "cout": axes[1]}
     return plan
 
 
+def align_probe(t: dict) -> tuple[int, int]:
+    """(fixed cin, first swept count) of a table's alignment probe: mid-range on both axes."""
+    axis = t["cout"] if ALIGNED_AXIS[t["kind"]] == "cout" else t["cin"]
+    base = ALIGN_PERIOD * max(1, round(axis[-1] / (2 * ALIGN_PERIOD)))
+    cin = min(t["cin"], key=lambda c: abs(c - t["cin"][-1] / 2)) if ALIGNED_AXIS[t["kind"]] == "cout" else 0
+    return cin, base
+
+
 def plan_points(plan: dict, tiny: bool = False) -> list[tuple[str, str, int, int, int]]:
-    """Every point to time: (key, kind, res, cin, cout): the empty model, the alignment probes
-    (one channel count after another over one warp period), then every table's grid."""
+    """Every point to time: (key, kind, res, cin, cout): the empty model, every table's grid,
+    then (full grid only) each aligned table's probe: every count over one alignment period."""
     pts = [("null", "null", 1, 1, 1)]
-    for profile, kind, res, cin, base in PROBES:
-        for r in range(0, WARP_PERIOD + 1, 16 if tiny else 1):
-            c = base + r
-            pts.append((f"probe:{profile}:{r}", kind, res, cin if cin else c, c))
     for name, t in plan.items():
         for cin in t["cin"]:
             for cout in t["cout"]:
                 pts.append((f"{name}:{cin}x{cout}", t["kind"], t["res"], cin, cout))
+    for name, t in plan.items():
+        aligned = t["kind"] in ALIGNED_AXIS and (t["cout"] if ALIGNED_AXIS[t["kind"]] == "cout" else t["cin"])
+        if tiny or not aligned or aligned[-1] < 2 * ALIGN_PERIOD:
+            continue  # no layer there is wide enough for the correction to apply
+        cin, base = align_probe(t)
+        for r in range(ALIGN_PERIOD + 1):
+            c = base + r
+            pts.append((f"align:{name}:{r}", t["kind"], t["res"], cin or c, c))
     return pts
 
 
@@ -215,20 +230,12 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
 def assemble(points: dict, calibration: dict, plan: dict, fingerprint: dict, input_size: int,
              families: list[str]) -> LatencyLut:
     overhead = points["null"]
-    warps = {}
-    for profile, *_ in PROBES:
-        probe = {int(k.rsplit(":", 1)[1]): v for k, v in points.items() if k.startswith(f"probe:{profile}:")}
-        lo, hi = probe[0], probe[WARP_PERIOD]
-        if hi > lo:  # offsets where measured (every channel count, or every 16th in a tiny build)
-            known = sorted(probe)
-            warps[profile] = [round(float(np.interp(r, known, [WARP_PERIOD * (probe[k] - lo) / (hi - lo) for k in known])), 2)
-                              for r in range(WARP_PERIOD)]
-            warps[profile][0] = 0.0
     tables = {}
     for name, t in plan.items():
         us = [[max(0.0, round(points[f"{name}:{ci}x{co}"] - overhead, 3)) for co in t["cout"]] for ci in t["cin"]]
-        tables[name] = Table(t["kind"], t["res"], [float(c) for c in t["cin"]], [float(c) for c in t["cout"]], us)
-    lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead, warps=warps)
+        tables[name] = Table(t["kind"], t["res"], [float(c) for c in t["cin"]], [float(c) for c in t["cout"]], us,
+                             _align_ratios(points, name, overhead))
+    lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead)
     scale, rows = {}, []
     for fam in families:
         pairs = []
@@ -244,3 +251,12 @@ def assemble(points: dict, calibration: dict, plan: dict, fingerprint: dict, inp
     lut.scale = scale
     lut.meta["calibration"] = rows
     return lut
+
+
+def _align_ratios(points: dict, name: str, overhead: float) -> list[float] | None:
+    probe = [points.get(f"align:{name}:{r}") for r in range(ALIGN_PERIOD + 1)]
+    if any(v is None for v in probe):
+        return None
+    probe = [max(v - overhead, 1e-3) for v in probe]
+    lo, hi = probe[0], probe[ALIGN_PERIOD]
+    return [1.0] + [round(probe[r] / (lo + (hi - lo) * r / ALIGN_PERIOD), 4) for r in range(1, ALIGN_PERIOD)]

@@ -83,40 +83,33 @@ def _segment(axis: list[float], x: float) -> tuple[int, float]:
     return i, (x - axis[i]) / (axis[i + 1] - axis[i])
 
 
-WARP_PERIOD = 64
-# Which axis of a table kind is warped by the channel-alignment profile of the same name.
-WARPED_AXIS = {"pointwise": ("cout", "pointwise"), "depthwise_s1": ("cin", "depthwise"),
-               "depthwise_s2": ("cin", "depthwise")}
+ALIGN_PERIOD = 64
+# The axis of each table kind whose channel count's alignment changes the kernels' speed.
+ALIGNED_AXIS = {"pointwise": "cout", "depthwise_s1": "cin", "depthwise_s2": "cin"}
 
 
-def warp(offsets: list[float] | None, c: float) -> float:
-    """Effective channel count: vector kernels process channels in tiles, so a count just past a
-    tile boundary costs like a wider one. `offsets[r]` is the measured effective width of
-    `r` channels past a multiple of WARP_PERIOD (offsets[0] == 0); below one period, none."""
-    if offsets is None or c < WARP_PERIOD:
-        return c
-    n = int(c)
-    return n - n % WARP_PERIOD + offsets[n % WARP_PERIOD]
+def align_factor(ratios: list[float] | None, c: int) -> float:
+    """Vector kernels process channels in tiles: a count just past a tile boundary can run a
+    slower kernel for the whole layer. `ratios[r]` is the measured time of a layer with
+    64k + r channels over the straight line between 64k and 64k + 64 (ratios[0] == 1);
+    grid points past one period are multiples of it, so they need no correction."""
+    if ratios is None or c < ALIGN_PERIOD:
+        return 1.0
+    return ratios[int(c) % ALIGN_PERIOD]
 
 
 @dataclass
 class Table:
-    """Times (us) over a grid: `us[i][j]` at (cin[i], cout[j]); 1-axis tables have cout == [0].
-    Grid values past one warp period are multiples of it (aligned), so the warp applies cleanly."""
+    """Times (us) over a grid: `us[i][j]` at (cin[i], cout[j]); 1-axis tables have cout == [0]."""
 
     kind: str
     res: int
     cin: list[float]
     cout: list[float]
     us: list[list[float]]
-    warp_cin: list[float] | None = None
-    warp_cout: list[float] | None = None
+    align: list[float] | None = None  # per-residue ratios on ALIGNED_AXIS[kind], see align_factor
 
     def __call__(self, cin: float, cout: float = 0.0) -> float:
-        if self.warp_cin is not None:
-            cin = warp(self.warp_cin, cin)
-        if self.warp_cout is not None:
-            cout = warp(self.warp_cout, cout)
         i, t = _segment(self.cin, cin)
         j, u = _segment(self.cout, cout)
         row0, row1 = self.us[i], self.us[i + 1] if len(self.cin) > 1 else self.us[i]
@@ -126,15 +119,23 @@ class Table:
             a = row0[j] + u * (row0[j + 1] - row0[j])
             b = row1[j] + u * (row1[j + 1] - row1[j])
             v = a + t * (b - a)
+        if self.align is not None:
+            v *= align_factor(self.align, cout if ALIGNED_AXIS.get(self.kind) == "cout" else cin)
         return v if v > 0.0 else 0.0
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "res": self.res, "cin": self.cin, "cout": self.cout, "us": self.us}
+        d = {"kind": self.kind, "res": self.res, "cin": self.cin, "cout": self.cout, "us": self.us}
+        if self.align is not None:
+            d["align"] = self.align
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Table":
         t = cls(d["kind"], int(d["res"]), [float(x) for x in d["cin"]], [float(x) for x in d["cout"]],
-                [[float(v) for v in row] for row in d["us"]])
+                [[float(v) for v in row] for row in d["us"]],
+                [float(x) for x in d["align"]] if d.get("align") is not None else None)
+        if t.align is not None and (len(t.align) != ALIGN_PERIOD or t.kind not in ALIGNED_AXIS):
+            raise ValueError(f"table {t.kind}@{t.res}: alignment ratios need {ALIGN_PERIOD} values and an aligned kind")
         if len(t.us) != len(t.cin) or any(len(row) != len(t.cout) for row in t.us):
             raise ValueError(f"table {t.kind}@{t.res}: grid {len(t.cin)}x{len(t.cout)} but values do not match")
         if any(b <= a for a, b in zip(t.cin, t.cin[1:])) or any(b <= a for a, b in zip(t.cout, t.cout[1:])):
@@ -151,13 +152,6 @@ class LatencyLut:
     overhead_us: float = 0.0
     scale: dict[str, float] = field(default_factory=dict)  # per family, fitted on whole models
     meta: dict = field(default_factory=dict)  # build conditions, calibration models, timings
-    warps: dict[str, list[float]] = field(default_factory=dict)  # alignment profiles, see `warp`
-
-    def __post_init__(self):
-        for t in self.tables.values():
-            axis, profile = WARPED_AXIS.get(t.kind, (None, None))
-            if profile in self.warps:
-                setattr(t, f"warp_{axis}", self.warps[profile])
 
     # -- prediction ------------------------------------------------------------------
     def _missing(self, table: str, layer: str) -> LutError:
@@ -219,8 +213,7 @@ class LatencyLut:
     # -- files -----------------------------------------------------------------------
     def as_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint, "input_size": self.input_size,
-                "families": self.families, "overhead_us": self.overhead_us, "scale": self.scale, "warps": self.warps,
-                "meta": self.meta,
+                "families": self.families, "overhead_us": self.overhead_us, "scale": self.scale, "meta": self.meta,
                 "tables": {name: t.as_dict() for name, t in sorted(self.tables.items())}}
 
     @classmethod
@@ -232,7 +225,7 @@ class LatencyLut:
         tables = {name: Table.from_dict(t) for name, t in d["tables"].items()}
         return cls(dict(d["fingerprint"]), int(d["input_size"]), list(d["families"]), tables,
                    float(d.get("overhead_us", 0.0)), {k: float(v) for k, v in d.get("scale", {}).items()},
-                   dict(d.get("meta", {})), {k: [float(x) for x in v] for k, v in d.get("warps", {}).items()})
+                   dict(d.get("meta", {})))
 
     def save(self, path: str | os.PathLike) -> None:
         from benchmarks.runlog import atomic_write

@@ -17,7 +17,7 @@ from amc_tf.flops import layer_table
 from amc_tf.netspec import V1, V2
 from amc_tf.profiles import PROFILE_NAMES, profile_spec
 from benchmarks.latency_build import build_lut, grid_plan
-from benchmarks.latency_lut import WARP_PERIOD, LatencyLut, Table, layer_plan, load_lut, predict, warp
+from benchmarks.latency_lut import ALIGN_PERIOD, LatencyLut, Table, align_factor, layer_plan, load_lut, predict
 from benchmarks.latency_timers import LocalTimer
 
 AMC_TF = Path(sys.executable).with_name("amc-tf")
@@ -37,17 +37,20 @@ def test_bilinear_interpolation_hand_computed():
     assert t(1, 1) == 0.0
 
 
-def test_one_axis_table_and_warp_hand_computed():
+def test_one_axis_table_and_alignment_hand_computed():
     dw = Table("depthwise_s1", 14, [64.0, 128.0, 256.0], [0.0], [[4.0], [6.0], [12.0]])
     assert dw(96) == pytest.approx(5.0)
     assert dw(192) == pytest.approx(9.0)
-    offsets = [0.0] + [40.0] * 16 + [20.0] * (WARP_PERIOD - 17)
-    assert warp(offsets, 48) == 48  # below one period: unwarped
-    assert warp(offsets, 130) == 128 + 40.0  # 2 past a multiple of 64 -> 40 effective
-    assert warp(offsets, 150) == 128 + 20.0
-    assert warp(offsets, 192) == 192
-    dw.warp_cin = offsets
-    assert dw(130) == pytest.approx(6.0 + (168 - 128) / 128 * 6.0)
+    ratios = [1.0] + [1.25] * 16 + [1.0] * (ALIGN_PERIOD - 17)
+    assert align_factor(ratios, 48) == 1.0  # below one period: the dense grid speaks for itself
+    assert align_factor(ratios, 130) == 1.25 and align_factor(ratios, 144) == 1.25
+    assert align_factor(ratios, 150) == 1.0 and align_factor(ratios, 192) == 1.0
+    dw.align = ratios
+    assert dw(130) == pytest.approx((6.0 + 2 / 128 * 6.0) * 1.25)
+    assert dw(160) == pytest.approx(7.5)
+    pw = Table("pointwise", 7, [64.0, 128.0], [64.0, 128.0], [[1.0, 2.0], [2.0, 4.0]], align=ratios)
+    assert pw(65, 96) == pytest.approx(1.5 + 1 / 64 * 1.5)  # cin is not the aligned axis of a 1x1 conv
+    assert pw(96, 72) == pytest.approx((1.5 + 8 / 64 * 1.5) * 1.25)
 
 
 def synthetic_lut(families=(V1, V2), input_size=224, fingerprint=None) -> LatencyLut:
@@ -105,8 +108,7 @@ def test_predict_odd_pruning_off_grid(family):
 
 def test_lut_round_trip(tmp_path):
     lut = synthetic_lut()
-    lut.warps = {"pointwise": [0.0] + [float(r) + 7 for r in range(1, WARP_PERIOD)]}
-    lut.__post_init__()
+    lut.tables["pointwise@14"].align = [1.0] + [1.0 + r / 100 for r in range(1, ALIGN_PERIOD)]
     path = tmp_path / "lut.json"
     lut.save(path)
     back = load_lut(path)
@@ -189,7 +191,7 @@ def test_interrupted_build_resumes_to_the_same_result(tmp_path):
     assert len(first.calls) + len(second.calls) == len(whole.meta["calibration"]) + whole.meta["points"]
     assert resumed.meta["resumed_points"] == 12 and not partial.exists()
     assert {k: v.as_dict() for k, v in resumed.tables.items()} == {k: v.as_dict() for k, v in whole.tables.items()}
-    assert resumed.scale == whole.scale and resumed.warps == whole.warps
+    assert resumed.scale == whole.scale
 
 
 def test_partial_with_other_settings_is_refused(tmp_path):
