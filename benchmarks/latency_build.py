@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +29,17 @@ from benchmarks.runlog import atomic_write
 
 HEADROOM = 1.25
 # Past one alignment period (64) every ladder value is a multiple of it (see latency_lut.align_factor);
-# below it, the ladders are dense, since small odd widths are common and their tiles matter.
-LADDER_CIN = (1, 8, 16, 32, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-LADDER_COUT = (1, 8, 16, 24, 32, 40, 48, 56, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-LADDER_1D = (1, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896,
-             1024, 1280, 1536, 2048)
+# below it the ladders are dense, since vector tiles make small widths a staircase: every count for
+# depthwise convs (one axis, cheap), both ends of each run of 8 for a 1x1 conv's output channels.
+_BIG = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+LADDER_CIN = (1, 8, 16, 32, 64) + _BIG
+LADDER_COUT = (1,) + tuple(c for k in range(8, 64, 8) for c in (k, k + 1)) + (64,) + _BIG
+LADDER_1D = tuple(range(1, 65)) + (128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 2048)
 CLASSES = (1, 16, 128, 512, 1000, 1001)
 STANDARD = {V1: "1.0", V2: "v2-1.0"}
 FAMILY_ALIASES = {"v1": V1, "v2": V2, V1: V1, V2: V2}
 CALIBRATION_SEEDS = (101, 102, 103, 104)
+CAL_ROUNDS = 3
 
 
 def parse_families(text: str) -> list[str]:
@@ -82,7 +85,7 @@ def grid_plan(families: list[str], input_size: int, tiny: bool = False) -> dict[
         elif kind.startswith("conv"):
             axes = ([3], _axis(cout, None, tiny))
         else:  # depthwise, add: one axis
-            axes = (_axis(cin, LADDER_1D, tiny), [0])
+            axes = (_axis(cin, LADDER_1D if kind.startswith("depthwise") else LADDER_CIN, tiny), [0])
         plan[name] = {"kind": kind, "res": res, "cin": axes[0], "cout": axes[1]}
     return plan
 
@@ -192,7 +195,7 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
               "calibrate": calibrate, "plan": plan}
     partial = _Partial(out.with_name(out.name + ".partial.json"), header)
     resumed = partial.load(force)
-    total = len(points) + len(cal_specs)
+    total = len(points) + CAL_ROUNDS * len(cal_specs)
     say = progress or (lambda *_a: None)
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="amc-lut-") as tmp:
@@ -208,15 +211,18 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
                     partial.save(save_every_s)
                 done += 1
                 say(done, total, key)
-            for i, spec in enumerate(cal_specs):
-                key = f"{spec.family}#{i}"
-                if key not in partial.calibration:
-                    path = Path(tmp) / "net.tflite"
-                    path.write_bytes(network_tflite(spec, seed=i))
-                    partial.calibration[key] = {"spec": spec.to_dict(), "us": round(timer.time_model(path, 1.5), 2)}
-                    partial.save(0.0)
-                done += 1
-                say(done, total, f"calibration {key}")
+            for rnd in range(CAL_ROUNDS):  # round-robin, so a burst of load spoils one round, not a model
+                for i, spec in enumerate(cal_specs):
+                    key = f"{spec.family}#{i}"
+                    entry = partial.calibration.setdefault(key, {"spec": spec.to_dict(), "rounds_us": []})
+                    if len(entry["rounds_us"]) <= rnd:
+                        path = Path(tmp) / f"net{i}.tflite"
+                        if not path.exists():
+                            path.write_bytes(network_tflite(spec, seed=i))
+                        entry["rounds_us"].append(round(timer.time_model(path, 0.5), 2))
+                        partial.save(0.0)
+                    done += 1
+                    say(done, total, f"calibration {key} ({rnd + 1}/{CAL_ROUNDS})")
         finally:
             partial.save(0.0)
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
@@ -238,16 +244,17 @@ def assemble(points: dict, calibration: dict, plan: dict, fingerprint: dict, inp
     lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead)
     scale, rows = {}, []
     for fam in families:
-        pairs = []
+        ratios = []
         for key, c in sorted(calibration.items()):
             spec = NetSpec.from_dict(c["spec"])
-            if spec.family == fam:
+            if spec.family == fam and c["rounds_us"]:
+                measured = min(c["rounds_us"])  # the least disturbed round
                 raw = (lut.predict(spec) * 1000.0 - overhead)
-                pairs.append((raw, c["us"] - overhead))
-                rows.append({"model": key, "channels": spec.channels(), "measured_us": c["us"],
-                             "uncalibrated_us": round(raw + overhead, 2)})
-        if pairs:  # least squares through the origin
-            scale[fam] = round(sum(r * m for r, m in pairs) / sum(r * r for r, _ in pairs), 4)
+                ratios.append((measured - overhead) / raw)
+                rows.append({"model": key, "channels": spec.channels(), "measured_us": measured,
+                             "rounds_us": c["rounds_us"], "uncalibrated_us": round(raw + overhead, 2)})
+        if ratios:  # the median: one model measured under a burst of load does not move it
+            scale[fam] = round(statistics.median(ratios), 4)
     lut.scale = scale
     lut.meta["calibration"] = rows
     return lut

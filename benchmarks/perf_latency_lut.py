@@ -7,7 +7,9 @@ odd-width prunings with channel counts that are not multiples of 8, as tests/con
 odd_spec makes them) converts a random-weight .tflite, measures it with the project's own
 local runner (`bench_local`, the Pixel-1 protocol unless --runs/--warmup/--repeats say
 otherwise; the headline is the mean of the runs' averages) and compares with the prediction.
-Prints the table and the load average before/after (other processes inflate measurements).
+Prints the table and the load average before/after: other processes inflate measurements,
+so on a shared machine run it under `nice -n -15` (as root) and read the extra column, the
+lower quintile of single invocations, which preemption rarely reaches.
 
     .venv/bin/python benchmarks/perf_latency_lut.py [--lut lut.json] [--odd 4] [--runs 200]
 
@@ -74,15 +76,23 @@ def measure(specs, args, workdir: Path) -> dict[str, dict]:
     from benchmarks.protocol import Protocol
 
     protocol = Protocol(warmup=args.warmup, runs=args.runs, repeats=args.repeats, threads=1)
-    results = {}
+    results, paths = {}, {}
     (workdir / "logs").mkdir(exist_ok=True)
     for name, spec in specs:
-        path = workdir / f"{name}.tflite"
+        path = paths[name] = workdir / f"{name}.tflite"
         path.write_bytes(network_tflite(spec))
         rec = bench_local(path, name, protocol, workdir / "logs")
         avgs = [r.inference_avg_us / 1000.0 for r in rec.runs if r.status == "ok"]
-        results[name] = {"mean_ms": statistics.fmean(avgs), "runs_ms": avgs}
-        print(f"  measured {name}: {' '.join(f'{a:.3f}' for a in avgs)} ms", file=sys.stderr, flush=True)
+        results[name] = {"mean_ms": statistics.fmean(avgs), "runs_ms": avgs, "low_ms": []}
+        print(f"  bench {name}: {' '.join(f'{a:.3f}' for a in avgs)} ms", file=sys.stderr, flush=True)
+    timer = LocalTimer(max_runs=400)
+    for _ in range(args.rounds):  # round-robin: a burst of load spoils one round, not one model
+        for name, _spec in specs:
+            results[name]["low_ms"].append(timer.time_model(paths[name], budget_s=0.5) / 1000.0)
+    for name, _spec in specs:
+        r = results[name]
+        print(f"  lower quintile {name}: {' '.join(f'{a:.3f}' for a in r['low_ms'])} ms", file=sys.stderr)
+        r["low_ms"] = min(r["low_ms"])
     return results
 
 
@@ -94,6 +104,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of lower-quintile timing (the least disturbed counts)")
     args = ap.parse_args()
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -112,18 +123,24 @@ def main() -> int:
         measured = measure(specs, args, Path(tmp))
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    rows, errors = [], []
+    rows, errors, low_errors = [], [], []
     for name, spec in specs:
         pred = lut.predict(spec)
         m = measured[name]
         err = 100.0 * (pred / m["mean_ms"] - 1.0)
+        low_err = 100.0 * (pred / m["low_ms"] - 1.0)
         errors.append(abs(err))
+        low_errors.append(abs(low_err))
         spread = max(m["runs_ms"]) - min(m["runs_ms"])
         rows.append(f"| {name} | {spec.family.replace('mobilenet_', '')} | {count(spec)['macs'] / 1e6:.0f} | "
-                    f"{m['mean_ms']:.3f} | {spread:.3f} | {pred:.3f} | {err:+.1f} % |")
-    print("\n| model | family | MMACs | measured ms (mean of runs) | run spread ms | predicted ms | error |")
-    print("|---|---|---|---|---|---|---|")
+                    f"{m['mean_ms']:.3f} | {spread:.3f} | {pred:.3f} | {err:+.1f} % | {m['low_ms']:.3f} | "
+                    f"{low_err:+.1f} % |")
+    print("\n| model | family | MMACs | measured ms (bench: mean of runs) | run spread ms | predicted ms | error "
+          "| lower-quintile invocation ms (best of rounds) | error vs it |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print(f"\nagainst the lower-quintile invocation: mean |error| {statistics.fmean(low_errors):.1f} %, "
+          f"max {max(low_errors):.1f} %")
     mean_err, max_err = statistics.fmean(errors), max(errors)
     ok = mean_err <= 6.0 and max_err <= 12.0
     print(f"\nmean |error| {mean_err:.1f} % (target <= 6 %), max |error| {max_err:.1f} % (target <= 12 %): "
