@@ -222,3 +222,41 @@ def test_tiny_real_build_times_layers_through_litert(tmp_path):
     assert json.loads(proc.stdout)["predicted_ms"] > 0
     proc = _run("latency", "build", "-o", out, "--grid", "tiny", "--family", "v1")
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "exists" in proc.stderr
+
+
+def test_adb_build_pushes_the_binary_once_and_records_the_device(tmp_path, monkeypatch):
+    """The adb path's plumbing through the project's stand-ins (tests/fakes: adb over a
+    temporary directory, a benchmark_model printing the real log format with simulated
+    times): nothing here times a phone, only that build drives bench's device path."""
+    from click.testing import CliRunner
+
+    from amc_tf.cli import main
+    from bench_helpers import install_fake
+
+    root = tmp_path / "adbroot"
+    install_fake("adb", root / "bin")
+    monkeypatch.setenv("PATH", f"{root / 'bin'}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(root))
+    monkeypatch.delenv("ADB", raising=False)
+    (root / "devices.json").write_text(json.dumps({"S1": {"state": "device", "props": {"ro.product.model": "Pixel"}}}))
+    bm = install_fake("benchmark_model", tmp_path / "build")
+    out = tmp_path / "phone.json"
+    res = CliRunner().invoke(main, ["latency", "build", "-o", str(out), "--target", "adb", "--serial", "S1",
+                                    "--benchmark-binary", str(bm), "--grid", "tiny", "--family", "v1",
+                                    "--input-size", "96", "--no-calibrate", "-q"])
+    assert res.exit_code == 0, res.output
+    lut = load_lut(out)
+    assert lut.fingerprint["target"] == "adb" and lut.fingerprint["device"] == "Pixel"
+    assert lut.fingerprint["runtime"].startswith("benchmark_model sha256:")
+    calls = [json.loads(line) for line in (root / "calls.jsonl").read_text().splitlines()]
+    pushes = [c["argv"][-1] for c in calls if c["cmd"] == "push"]
+    assert pushes.count("/data/local/tmp/benchmark_model") == 1
+    bm_runs = (root / "devices/S1/data/local/tmp/.fake_bm_calls.jsonl").read_text().splitlines()
+    assert len(bm_runs) == lut.meta["points"] == len(pushes) - 1
+    assert all("--warmup_runs=10" in json.loads(r)["argv"] for r in bm_runs)
+    # a phone's table is refused for this machine, accepted for the phone it was built on
+    res = CliRunner().invoke(main, ["latency", "predict", "--profile", "1.0", "--lut", str(out), "--input-size", "96"])
+    assert res.exit_code == 2 and "another target" in res.output
+    res = CliRunner().invoke(main, ["latency", "predict", "--profile", "1.0", "--lut", str(out), "--input-size", "96",
+                                    "--target", "adb", "--serial", "S1", "--json"])
+    assert res.exit_code == 0, res.output
