@@ -39,7 +39,7 @@ CLASSES = (1, 16, 128, 512, 1000, 1001)
 STANDARD = {V1: "1.0", V2: "v2-1.0"}
 FAMILY_ALIASES = {"v1": V1, "v2": V2, V1: V1, V2: V2}
 CALIBRATION_SEEDS = (101, 102, 103, 104)
-CAL_ROUNDS = 3
+CAL_ROUNDS = 5
 
 
 def parse_families(text: str) -> list[str]:
@@ -209,8 +209,8 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
                     path.write_bytes(layer_tflite(kind, res, cin, cout))
                     partial.points[key] = round(timer.time_model(path), 3)
                     partial.save(save_every_s)
+                    say(done + 1, total, key)  # resumed points are not reported: the ETA counts measured ones
                 done += 1
-                say(done, total, key)
             for rnd in range(CAL_ROUNDS):  # round-robin, so a burst of load spoils one round, not a model
                 for i, spec in enumerate(cal_specs):
                     key = f"{spec.family}#{i}"
@@ -219,10 +219,10 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
                         path = Path(tmp) / f"net{i}.tflite"
                         if not path.exists():
                             path.write_bytes(network_tflite(spec, seed=i))
-                        entry["rounds_us"].append(round(timer.time_model(path, 0.5), 2))
+                        entry["rounds_us"].append(round(timer.time_model(path, 0.4), 2))
                         partial.save(0.0)
+                        say(done + 1, total, f"calibration {key} ({rnd + 1}/{CAL_ROUNDS})")
                     done += 1
-                    say(done, total, f"calibration {key} ({rnd + 1}/{CAL_ROUNDS})")
         finally:
             partial.save(0.0)
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)

@@ -23,7 +23,7 @@ class _Bar:
 
     def __init__(self, quiet: bool):
         self.quiet, self.tty = quiet, sys.stderr.isatty()
-        self.t0, self.first_done, self.last_decile = time.monotonic(), None, -1
+        self.t0, self.first_done, self.last_decile, self.open_line = time.monotonic(), None, -1, False
 
     def __call__(self, done: int, total: int, label: str) -> None:
         if self.quiet:
@@ -37,9 +37,15 @@ class _Bar:
         text = f"[{'#' * int(30 * frac):<30}] {done}/{total} {label}{eta}"
         if self.tty:
             click.echo(f"\r{text[:110]:<110}", nl=done == total, err=True)
+            self.open_line = done != total
         elif int(frac * 10) > self.last_decile:
             self.last_decile = int(frac * 10)
             click.echo(text, err=True)
+
+    def finish(self) -> None:
+        if self.open_line:
+            click.echo("", err=True)
+            self.open_line = False
 
 
 def _mmss(s: float) -> str:
@@ -90,14 +96,17 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
         click.echo(f"resuming from {partial}", err=True)
     say = None if quiet else (lambda m: click.echo(m, err=True))
     timer = make_timer(target, threads, benchmark_binary, serial, adb_path, say)
+    bar = _Bar(quiet)
     try:
         lut = build_lut(out, timer, families, input_size, tiny=grid == "tiny", calibrate=not no_calibrate,
-                        force=force, progress=_Bar(quiet))
+                        force=force, progress=bar)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: the points measured so far are in {partial}; "
+        bar.finish()
+        click.echo(f"interrupted: the points measured so far are in {partial}; "
                    "run the same command again to resume", err=True)
         raise
     finally:
+        bar.finish()
         timer.close()
     summary = {"output": str(out), "fingerprint": lut.fingerprint, "tables": len(lut.tables),
                "points": lut.meta["points"], "resumed_points": lut.meta["resumed_points"],
