@@ -260,3 +260,29 @@ def test_adb_build_pushes_the_binary_once_and_records_the_device(tmp_path, monke
     res = CliRunner().invoke(main, ["latency", "predict", "--profile", "1.0", "--lut", str(out), "--input-size", "96",
                                     "--target", "adb", "--serial", "S1", "--json"])
     assert res.exit_code == 0, res.output
+
+
+def test_predict_reads_a_checkpoint_and_an_outdir(make_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from amc_tf.cli import main
+
+    lut_path = tmp_path / "lut.json"
+    synthetic_lut().save(lut_path)
+    ckpt, _model, spec = make_checkpoint("odd-v2")
+    res = CliRunner().invoke(main, ["latency", "predict", str(ckpt), "--lut", str(lut_path), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert [layer["name"] for layer in got["layers"]] == [r["name"] for r in layer_table(spec)]
+    assert got["predicted_ms"] == pytest.approx(synthetic_lut().predict(spec), rel=1e-3)
+    # an OUTDIR is read through its report.json's network description
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "report.json").write_text(json.dumps({"network": profile_spec("0.5time").to_dict()}))
+    (outdir / "model.tflite").write_bytes(b"")
+    res = CliRunner().invoke(main, ["latency", "predict", str(outdir), "--lut", str(lut_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["predicted_ms"] == pytest.approx(synthetic_lut().predict(profile_spec("0.5time")),
+                                                                  rel=1e-3)
+    res = CliRunner().invoke(main, ["latency", "predict", "--lut", str(lut_path)])
+    assert res.exit_code == 2 and "--profile NAME" in res.output
