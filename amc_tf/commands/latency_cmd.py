@@ -100,10 +100,11 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
     try:
         lut = build_lut(out, timer, families, input_size, tiny=grid == "tiny", calibrate=not no_calibrate,
                         force=force, progress=bar)
-    except KeyboardInterrupt:
+    except BaseException:  # interrupted (SIGINT/SIGTERM), or a benchmark run failed
         bar.finish()
-        click.echo(f"interrupted: the points measured so far are in {partial}; "
-                   "run the same command again to resume", err=True)
+        if partial.exists():
+            click.echo(f"the points measured so far are kept in {partial}; run the same command again "
+                       "to resume", err=True)
         raise
     finally:
         bar.finish()
