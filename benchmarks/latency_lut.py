@@ -3,16 +3,18 @@ of its layers measured alone, without building or running the network.
 
 The LUT holds tables keyed by layer kind and input resolution (`pointwise@56`,
 `depthwise_s2@112`, ...), each a grid over (cin, cout) (one axis for depthwise and adds)
-of median per-invocation times in microseconds. A layer's time is the bilinear
-interpolation of its table at its exact channel counts (linear extrapolation past the
-grid's ends). Bilinear is the natural interpolant here: a 1x1 conv costs about
-a + b*cin + c*cout + d*cin*cout, which it reproduces exactly between grid points.
+of per-invocation times in microseconds (the target's timer decides the statistic; locally
+the lower quintile). A layer's time is the bilinear interpolation of its table at its
+exact channel counts (linear extrapolation past the grid's ends), times the table's
+channel-alignment ratio (`align_factor`). Bilinear is the natural interpolant here: a 1x1
+conv costs about a + b*cin + c*cout + d*cin*cout, which it reproduces exactly between grid
+points.
 
 A network's prediction is `overhead + scale * sum(layer times)`: the overhead is one
 invocation's fixed cost (measured on a near-empty model, and subtracted from every
 point), the scale is fitted at build time on a few whole models (cache effects and
 fusions a single layer cannot show). Nothing here imports TensorFlow; a prediction
-costs tens of microseconds once the LUT is loaded:
+costs about 0.1-0.3 ms once the LUT is loaded:
 
     from benchmarks.latency_lut import load_lut
     lut = load_lut("lut.json")
