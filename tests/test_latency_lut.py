@@ -286,3 +286,27 @@ def test_predict_reads_a_checkpoint_and_an_outdir(make_checkpoint, tmp_path):
                                                                   rel=1e-3)
     res = CliRunner().invoke(main, ["latency", "predict", "--lut", str(lut_path)])
     assert res.exit_code == 2 and "--profile NAME" in res.output
+
+
+def test_assemble_subtracts_overhead_and_derives_alignment_ratios():
+    """From raw points: tables hold point - overhead; a probe gives each residue's ratio to the
+    straight line between its aligned ends; the family scale is the median whole/sum ratio."""
+    from benchmarks.latency_build import _align_ratios, assemble
+
+    overhead = 2.0
+    points = {"null": overhead}
+    # probe: 64 + 2*r us over the period, except residues 1..16, 50 % slower (+ the overhead)
+    for r in range(ALIGN_PERIOD + 1):
+        line = 64.0 + 2.0 * r
+        points[f"align:pointwise@7:{r}"] = overhead + line * (1.5 if 1 <= r <= 16 else 1.0)
+    ratios = _align_ratios(points, "pointwise@7", overhead)
+    assert ratios[0] == 1.0 and ratios[1] == ratios[16] == 1.5 and ratios[17] == ratios[63] == 1.0
+    plan = {"pointwise@7": {"kind": "pointwise", "res": 7, "cin": [64, 128], "cout": [64, 128]}}
+    for ci in (64, 128):
+        for co in (64, 128):
+            points[f"pointwise@7:{ci}x{co}"] = overhead + ci * co / 100.0
+    lut = assemble(points, {}, plan, {"target": "local"}, 224, [V1])
+    t = lut.tables["pointwise@7"]
+    assert t.us == [[40.96, 81.92], [81.92, 163.84]] and lut.overhead_us == overhead
+    assert t(96, 96) == pytest.approx(92.16)  # bilinear of ci*co/100 at a node-free point: exact
+    assert t(96, 72) == pytest.approx(96 * 72 / 100 * 1.5)  # 72 = 64 + 8: a slow residue
