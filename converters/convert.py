@@ -172,8 +172,12 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}."""
     outdir = Path(outdir)
     check_output_path(checkpoint, outdir)
-    if outdir.exists() and not options.force and not _empty_dir(outdir):
-        raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
+    if (outdir.exists() or outdir.is_symlink()) and not _empty_dir(outdir):
+        if not options.force:
+            raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
+        if outdir.is_symlink() or not (outdir / "report.json").is_file():
+            raise OutputExistsError(f"{outdir} is not an amc-tf output (no report.json); --force replaces only "
+                                    "earlier conversions: remove it yourself or choose another -o")
     if options.quantize:
         from converters.quantized_export import check_options
 
