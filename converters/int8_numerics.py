@@ -123,3 +123,46 @@ def depthwise_rounding(kernel: np.ndarray, patch_cov: np.ndarray) -> np.ndarray:
         err = np.einsum("ni,ij,nj->n", d, patch_cov[ch], d)
         codes[ch] = cand[int(np.argmin(err))]
     return codes.T.reshape(kh, kw, c, 1)
+
+
+def greedy_rounding(kernel: np.ndarray, input_cov: np.ndarray, sweeps: int = 3) -> np.ndarray:
+    """Integer codes of a conv kernel [kh, kw, cin, cout] (per-channel scales as TFLite's)
+    whose rounding (each weight to the code below or above it) locally minimises, per output
+    channel, the output error variance d^T C d, C being the [kh*kw*cin]^2 covariance of the
+    layer's input patches (`input_cov`): starting from round-to-nearest, coordinate descent
+    over the weights, flipping a weight's rounding whenever that lowers the error, for up to
+    `sweeps` sweeps (AdaRound's objective without its relaxation)."""
+    kh, kw, cin, cout = kernel.shape
+    n = kh * kw * cin
+    s = weight_scales(kernel, False)  # [cout]
+    w = kernel.reshape(n, cout) / s  # code units, rows in patch order (kh, kw, cin)
+    codes = np.clip(np.round(w), -127, 127)
+    cov = np.asarray(input_cov, np.float64)
+    g = cov @ ((codes - w) * s)  # [n, cout]: C d per output channel
+    diag = np.diag(cov)
+    for _ in range(sweeps):
+        flips = 0
+        for i in range(n):
+            alt = np.where(codes[i] > w[i], codes[i] - 1, codes[i] + 1)
+            ok = (codes[i] != w[i]) & (np.abs(alt) <= 127)
+            delta = (alt - codes[i]) * s
+            gain = 2 * delta * g[i] + delta ** 2 * diag[i]
+            flip = ok & (gain < 0)
+            if flip.any():
+                codes[i, flip] = alt[flip]
+                g += np.outer(cov[:, i], np.where(flip, delta, 0.0))
+                flips += int(flip.sum())
+        if not flips:
+            break
+    return codes.reshape(kh, kw, cin, cout)
+
+
+def output_error(kernel: np.ndarray, codes: np.ndarray, input_cov: np.ndarray, depthwise: bool = False) -> np.ndarray:
+    """Per output channel d^T C d of a conv's codes against its float kernel."""
+    s = weight_scales(kernel, depthwise)
+    if depthwise:
+        kh, kw, c, _ = kernel.shape
+        d = (codes[..., 0] * s - kernel[..., 0]).reshape(kh * kw, c).T
+        return np.einsum("ci,cij,cj->c", d, input_cov, d)
+    d = (codes * s - kernel).reshape(-1, kernel.shape[-1])
+    return np.einsum("ic,ij,jc->c", d, input_cov, d)

@@ -33,7 +33,7 @@ BATCH = 10
 class RecipeOptions:
     ranges: str = "percentile"  # minmax | mse | percentile
     percentile: float = 99.99
-    depthwise_rounding: bool = True
+    rounding: str = "all"  # nearest | depthwise (exhaustive, depthwise only) | all (+ greedy for the others)
     bias_correction: bool = True
 
     def to_dict(self) -> dict:
@@ -104,17 +104,33 @@ def _batches(images: np.ndarray):
 
 
 def _patch_cov_update(acc: dict, x: np.ndarray, layer) -> None:
-    """Accumulate per-channel sums of the depthwise layer's 3x3 input patches (as it pads)."""
+    """Accumulate sums and outer products of the layer's input patches, padded as the layer
+    pads: per channel [c, k*k, k*k] for a depthwise conv, [k*k*cin, k*k*cin] otherwise
+    (rows in the kernel's (kh, kw, cin) order); the logits conv sees the average pool."""
+    if layer.role == "logits":
+        x = x.mean(axis=(1, 2), keepdims=True)
     k, s = layer.kernel, layer.stride
     p = (k - 1) // 2
-    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
     h = (x.shape[1] + 2 * p - k) // s + 1
     w = (x.shape[2] + 2 * p - k) // s + 1
-    patches = np.stack([xp[:, i:i + s * h:s, j:j + s * w:s, :] for i in range(k) for j in range(k)], axis=-1)
-    patches = patches.reshape(-1, x.shape[3], k * k).astype(np.float64)  # [M, c, k*k]
+    views = [xp[:, i:i + s * h:s, j:j + s * w:s, :] for i in range(k) for j in range(k)]
+    if layer.depthwise:
+        patches = np.stack(views, axis=-1).reshape(-1, x.shape[3], k * k).astype(np.float64)  # [M, c, k*k]
+        outer = np.einsum("mci,mcj->cij", patches, patches)
+    else:
+        patches = np.stack(views, axis=-2).reshape(-1, k * k * x.shape[3]).astype(np.float64)  # [M, k*k*cin]
+        outer = patches.T @ patches
     acc["n"] = acc.get("n", 0) + patches.shape[0]
     acc["sum"] = acc.get("sum", 0) + patches.sum(0)
-    acc["outer"] = acc.get("outer", 0) + np.einsum("mci,mcj->cij", patches, patches)
+    acc["outer"] = acc.get("outer", 0) + outer
+
+
+def _covariance(acc: dict, depthwise: bool) -> np.ndarray:
+    mean = acc["sum"] / acc["n"]
+    if depthwise:
+        return acc["outer"] / acc["n"] - np.einsum("ci,cj->cij", mean, mean)
+    return acc["outer"] / acc["n"] - np.outer(mean, mean)
 
 
 def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions = RecipeOptions(),
@@ -137,20 +153,23 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
             idx = rng.integers(0, v.shape[1], (len(xb), take))
             picked = np.take_along_axis(v, idx, 1).ravel()
             samples.setdefault(name, []).append(np.concatenate([picked, [v.min(), v.max()]]))
-        if options.depthwise_rounding:
-            for scope, layer in layers.items():
-                if layer.depthwise:
-                    _patch_cov_update(covs.setdefault(scope, {}), recorder.acts[inputs_of[scope]].numpy(), layer)
+        for scope, layer in layers.items():
+            if options.rounding == "all" or (options.rounding == "depthwise" and layer.depthwise):
+                _patch_cov_update(covs.setdefault(scope, {}), recorder.acts[inputs_of[scope]].numpy(), layer)
     ranges = {name: qn.choose_range(np.concatenate(v), options.ranges, options.percentile)
               for name, v in samples.items()}
-    kernels, biases, wranges = {}, {}, {}
+    kernels, biases, wranges, rounding = {}, {}, {}, {}
+    if covs:
+        progress(f"choosing the rounding of {len(covs)} layers' weights")
     for scope, layer in layers.items():
         kernel, bias = model.folded_arrays(layer)
-        if layer.depthwise and options.depthwise_rounding:
-            acc = covs[scope]
-            mean = acc["sum"] / acc["n"]
-            cov = acc["outer"] / acc["n"] - np.einsum("ci,cj->cij", mean, mean)
-            codes = qn.depthwise_rounding(kernel, cov)
+        if scope in covs:
+            cov = _covariance(covs[scope], layer.depthwise)
+            codes = qn.depthwise_rounding(kernel, cov) if layer.depthwise else qn.greedy_rounding(kernel, cov)
+            nearest = qn.quantize_nearest(kernel, layer.depthwise)
+            before = qn.output_error(kernel, nearest, cov, layer.depthwise).sum()
+            after = qn.output_error(kernel, codes, cov, layer.depthwise).sum()
+            rounding[scope] = round(float(after / before), 4) if before > 0 else 1.0
         else:
             codes = qn.quantize_nearest(kernel, layer.depthwise)
         kernels[scope] = qn.dequantize(codes, kernel, layer.depthwise)
@@ -158,6 +177,10 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
         biases[scope] = bias.astype(np.float32)
     cal = Calibrated(ranges, kernels, biases, wranges)
     cal.report = {"options": options.to_dict()}
+    if rounding:
+        cal.report["rounding_error_ratio"] = {  # output error variance, chosen rounding / nearest
+            "layers": len(rounding), "median": float(np.median(list(rounding.values()))),
+            "worst": max(rounding.values())}
     if options.bias_correction:
         progress("bias correction pass")
         shifts = _correct_biases(network, recorder, cal, images)

@@ -90,3 +90,35 @@ def test_depthwise_rounding_is_the_exhaustive_optimum():
         assert err(got[ch]) == pytest.approx(min(err(o) for o in options))
         assert err(got[ch]) <= err(nearest[ch]) + 1e-12
         assert np.all(np.abs(got[ch] - w[ch]) < 1)  # only floor or ceil
+
+
+def test_greedy_rounding_improves_on_nearest_and_is_locally_optimal():
+    rng = np.random.default_rng(4)
+    kernel = rng.standard_normal((1, 1, 12, 5)).astype(np.float32)
+    a = rng.standard_normal((12, 40))
+    cov = a @ a.T / 40 + 0.5  # correlated inputs, a common mean component
+    codes = qn.greedy_rounding(kernel, cov, sweeps=10)
+    nearest = qn.quantize_nearest(kernel, False)
+    w = kernel / qn.weight_scales(kernel, False)
+    assert np.all(np.abs(codes - w) < 1)  # each weight to the code below or above it
+    err = qn.output_error(kernel, codes, cov)
+    assert np.all(err <= qn.output_error(kernel, nearest, cov) + 1e-12)
+    assert err.sum() < 0.8 * qn.output_error(kernel, nearest, cov).sum()
+    # no single flip to the other neighbouring code lowers any channel's error
+    for i in range(12):
+        for c in range(5):
+            other = codes.copy()
+            other[0, 0, i, c] = np.floor(w[0, 0, i, c]) if codes[0, 0, i, c] > w[0, 0, i, c] else np.ceil(w[0, 0, i, c])
+            assert qn.output_error(kernel, other, cov)[c] >= err[c] - 1e-12
+
+
+def test_output_error_is_the_numpy_expectation():
+    """d^T C d is the mean squared output error over samples whose centred covariance is C."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4000, 6)) @ rng.standard_normal((6, 6))
+    kernel = rng.standard_normal((1, 1, 6, 3)).astype(np.float32)
+    codes = qn.quantize_nearest(kernel, False)
+    xc = x - x.mean(0)
+    err = (xc @ (qn.dequantize(codes, kernel, False) - kernel).reshape(6, 3).astype(np.float64))
+    cov = xc.T @ xc / len(x)
+    np.testing.assert_allclose(qn.output_error(kernel, codes, cov), (err ** 2).mean(0), rtol=1e-5)

@@ -52,7 +52,8 @@ def recipe_summary(recipe: dict) -> str:
     o = recipe["options"]
     ranges = f"percentile {o['percentile']}" if o["ranges"] == "percentile" else o["ranges"]
     parts = [f"accurate: activation ranges {ranges}",
-             "depthwise rounding by output error" if o["depthwise_rounding"] else "weights rounded to nearest"]
+             {"nearest": "weights rounded to nearest", "depthwise": "depthwise weights rounded by output error",
+              "all": "weights rounded by output error"}[o["rounding"]]]
     if o["bias_correction"]:
         parts.append("bias correction")
     return ", ".join(parts)
