@@ -120,7 +120,7 @@ def depthwise_rounding(kernel: np.ndarray, patch_cov: np.ndarray) -> np.ndarray:
     for ch in range(c):
         cand = np.clip(floor[ch] + combos, -127, 127)  # [2^k, k]
         d = (cand - w[ch]) * s[ch]
-        err = np.einsum("ni,ij,nj->n", d, patch_cov[ch], d)
+        err = ((d @ patch_cov[ch]) * d).sum(1)
         codes[ch] = cand[int(np.argmin(err))]
     return codes.T.reshape(kh, kw, c, 1)
 
@@ -162,7 +162,7 @@ def output_error(kernel: np.ndarray, codes: np.ndarray, input_cov: np.ndarray, d
     s = weight_scales(kernel, depthwise)
     if depthwise:
         kh, kw, c, _ = kernel.shape
-        d = (codes[..., 0] * s - kernel[..., 0]).reshape(kh * kw, c).T
-        return np.einsum("ci,cij,cj->c", d, input_cov, d)
-    d = (codes * s - kernel).reshape(-1, kernel.shape[-1])
-    return np.einsum("ic,ij,jc->c", d, input_cov, d)
+        d = (codes[..., 0] * s - kernel[..., 0]).reshape(kh * kw, c).T.astype(np.float64)
+        return (np.matmul(input_cov, d[:, :, None])[..., 0] * d).sum(1)
+    d = (codes * s - kernel).reshape(-1, kernel.shape[-1]).astype(np.float64)
+    return ((np.asarray(input_cov, np.float64) @ d) * d).sum(0)

@@ -27,6 +27,7 @@ from converters.tf_builder import SlimMobileNet
 
 SAMPLES_PER_IMAGE = 4096  # activation values kept per tensor per image for range selection
 BATCH = 10
+POSITIONS_PER_IMAGE = 1024  # output positions per image sampled for the rounding's input covariance
 
 
 @dataclass(frozen=True)
@@ -103,23 +104,27 @@ def _batches(images: np.ndarray):
         yield tf.constant(images[i:i + BATCH])
 
 
-def _patch_cov_update(acc: dict, x: np.ndarray, layer) -> None:
+def _patch_cov_update(acc: dict, x: np.ndarray, layer, rng: np.random.Generator) -> None:
     """Accumulate sums and outer products of the layer's input patches, padded as the layer
-    pads: per channel [c, k*k, k*k] for a depthwise conv, [k*k*cin, k*k*cin] otherwise
-    (rows in the kernel's (kh, kw, cin) order); the logits conv sees the average pool."""
+    pads, at up to POSITIONS_PER_IMAGE random output positions per image: per channel
+    [c, k*k, k*k] for a depthwise conv, [k*k*cin, k*k*cin] otherwise (rows in the kernel's
+    (kh, kw, cin) order); the logits conv sees the average pool."""
     if layer.role == "logits":
         x = x.mean(axis=(1, 2), keepdims=True)
+    n, c = x.shape[0], x.shape[3]
     k, s = layer.kernel, layer.stride
     p = (k - 1) // 2
     xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
     h = (x.shape[1] + 2 * p - k) // s + 1
     w = (x.shape[2] + 2 * p - k) // s + 1
-    views = [xp[:, i:i + s * h:s, j:j + s * w:s, :] for i in range(k) for j in range(k)]
+    pick = rng.choice(h * w, POSITIONS_PER_IMAGE, replace=False) if h * w > POSITIONS_PER_IMAGE else slice(None)
+    views = [xp[:, i:i + s * h:s, j:j + s * w:s, :].reshape(n, h * w, c)[:, pick] for i in range(k) for j in range(k)]
     if layer.depthwise:
-        patches = np.stack(views, axis=-1).reshape(-1, x.shape[3], k * k).astype(np.float64)  # [M, c, k*k]
-        outer = np.einsum("mci,mcj->cij", patches, patches)
+        patches = np.stack(views, axis=-1).reshape(-1, c, k * k).astype(np.float64)  # [M, c, k*k]
+        t = patches.transpose(1, 0, 2)  # [c, M, k*k]
+        outer = np.matmul(t.transpose(0, 2, 1), t)
     else:
-        patches = np.stack(views, axis=-2).reshape(-1, k * k * x.shape[3]).astype(np.float64)  # [M, k*k*cin]
+        patches = np.stack(views, axis=-2).reshape(-1, k * k * c).astype(np.float64)  # [M, k*k*cin]
         outer = patches.T @ patches
     acc["n"] = acc.get("n", 0) + patches.shape[0]
     acc["sum"] = acc.get("sum", 0) + patches.sum(0)
@@ -155,7 +160,7 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
             samples.setdefault(name, []).append(np.concatenate([picked, [v.min(), v.max()]]))
         for scope, layer in layers.items():
             if options.rounding == "all" or (options.rounding == "depthwise" and layer.depthwise):
-                _patch_cov_update(covs.setdefault(scope, {}), recorder.acts[inputs_of[scope]].numpy(), layer)
+                _patch_cov_update(covs.setdefault(scope, {}), recorder.acts[inputs_of[scope]].numpy(), layer, rng)
     ranges = {name: qn.choose_range(np.concatenate(v), options.ranges, options.percentile)
               for name, v in samples.items()}
     kernels, biases, wranges, rounding = {}, {}, {}, {}
