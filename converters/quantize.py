@@ -179,7 +179,9 @@ def int8_mac_share(interp) -> dict:
         if filt == "int8" and inp == "int8":
             integer += macs
         else:
+            reason = ("float model" if filt == inp == "float32" else
+                      "kept wider than int8 by the converter (no int8 range or kernel for it)")
             others.append({"op": op["op_name"], "output": tensors[int(op["outputs"][0])]["name"],
-                           "filter": filt, "input": inp, "macs": macs})
+                           "filter": filt, "input": inp, "macs": macs, "reason": reason})
     return {"int8_macs": integer, "total_macs": total, "share": round(integer / total, 6) if total else 0.0,
             "not_int8": others}
