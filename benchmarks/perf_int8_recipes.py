@@ -51,10 +51,13 @@ METHODS = {
     "fq-pct+dw": ("int8", dict(ranges="percentile", rounding="depthwise", bias_correction=False)),
     "fq-pct+dw+bc": ("int8", dict(ranges="percentile", rounding="depthwise", bias_correction=True)),
     "fq-mse+all+bc": ("int8", dict(ranges="mse", rounding="all", bias_correction=True)),
+    "fq-pct+all+bc": ("int8", dict(ranges="percentile", rounding="all", bias_correction=True)),
     "final": ("int8", {}),  # the default --quantize int8: RecipeOptions()
     "final+flip": ("int8", {}),
     "final@99.9": ("int8", dict(percentile=99.9)),  # the final recipe with other percentiles
-    "final@99.999": ("int8", dict(percentile=99.999)),  # the same on the calibration images and their mirror images
+    "final@99.999": ("int8", dict(percentile=99.999)),
+    "final+all@99.9": ("int8", dict(percentile=99.9, rounding="all")),
+    "final+all@99.999": ("int8", dict(percentile=99.999, rounding="all")),  # the same on the calibration images and their mirror images
 }
 
 

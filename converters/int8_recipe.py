@@ -2,17 +2,18 @@
 accurate`): the graph handed to the TFLite converter carries `fake_quant` ops that fix every
 quantization choice, made here from calibration activations instead of by the converter:
 
-1. activation ranges: per tensor, by least squared quantization error (`mse`, the default),
-   a percentile, or the plain min/max, over the calibration images' activations;
+1. activation ranges: per tensor, the 0.01th..99.99th percentile of its values (the
+   default), or by least squared quantization error (`mse`), or the plain min/max;
 2. weights: symmetric int8 per output channel (scale max|w|/127, as TFLite), rounded to
-   nearest, or, for depthwise kernels, with the rounding of each channel's taps that
-   minimises the output error on the calibration inputs (`depthwise_rounding`);
-3. bias correction: each conv's bias absorbs the mean shift of its output that quantization
-   leaves (quantized model vs fp32, per output channel, on the calibration images), refined
-   over a few passes so that upstream corrections are accounted for downstream.
+   nearest (the default), or each weight down or up as minimises the layer's output error
+   on the calibration inputs (`rounding`: exhaustive per depthwise channel, greedy
+   descent for the other convs);
+3. bias correction: each conv's bias absorbs the mean shift of its pre-activation that
+   quantization leaves, measured per layer on the fp32 model's input to it (fake-quantized
+   for the int8 side), per output channel, over the calibration images.
 
-The converter then writes an int8 model whose ranges and weights are exactly these
-(see `converters.quantize` for the conversion and the checks that it is integer).
+The converter then writes an int8 model whose ranges and weights are exactly these.
+docs/int8.md has the measurements behind the defaults.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ POSITIONS_PER_IMAGE = 1024  # output positions per image sampled for the roundin
 class RecipeOptions:
     ranges: str = "percentile"  # minmax | mse | percentile
     percentile: float = 99.99
-    rounding: str = "all"  # nearest | depthwise (exhaustive, depthwise only) | all (+ greedy for the others)
+    # nearest (TFLite's, the default) | depthwise (by output error, exhaustive, depthwise convs only)
+    # | all (depthwise as that, the others by greedy descent): see docs/int8.md, no measurable gain
+    rounding: str = "nearest"
     bias_correction: bool = True
 
     def to_dict(self) -> dict:

@@ -130,3 +130,20 @@ def test_the_converter_takes_the_recipes_ranges_and_weights_exactly(v2, recipe):
         if layer.role == "project" and model.spec.blocks[layer.block].residual:
             continue  # the add's range is the one that follows; the conv's own output is internal
         assert out[0] == pytest.approx(qn.nudge(*cal.ranges[name])[2], rel=1e-5), name
+
+
+def test_rounding_by_output_error_only_moves_weights_to_the_other_neighbour(v2):
+    from converters.int8_recipe import RecipeOptions, calibrate
+
+    model, calib, _ = v2
+    cal = calibrate(model, calib, RecipeOptions(rounding="all", bias_correction=False))
+    ratio = cal.report["rounding_error_ratio"]
+    assert ratio["layers"] == len(model.spec.layers()) and ratio["worst"] <= 1.0 and ratio["median"] < 1.0
+    moved = 0
+    for layer in model.spec.layers():
+        kernel = model.folded_arrays(layer)[0]
+        scale = qn.weight_scales(kernel, layer.depthwise).reshape((1, 1, -1, 1) if layer.depthwise else (1, 1, 1, -1))
+        codes = np.round(cal.kernels[layer.scope] / scale)
+        assert np.all(np.abs(codes - kernel / scale) < 1 + 1e-4), layer.scope
+        moved += int((codes != qn.quantize_nearest(kernel, layer.depthwise)).sum())
+    assert moved > 0
