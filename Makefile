@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(PY) -m amc_tf.demo --out demo-out --force
 
 test: $(STAMP)
+	@command -v adb >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq adb >/dev/null; } || echo "note: no adb (apt-get install adb): the real-adb tests will be skipped"
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 FORMATS = ("legacy", "zip")  # legacy = PyTorch <= 1.5 stream (the 2018 release), zip = PyTorch >= 1.6
 
 
-def write_checkpoints(outdir: Path, seed: int) -> list[tuple[str, str, Path]]:
+def write_checkpoints(outdir: Path, seed: int, profiles=PROFILE_NAMES) -> list[tuple[str, str, Path]]:
     try:
         from amc_tf import torch_models
     except ImportError:
@@ -33,7 +33,7 @@ def write_checkpoints(outdir: Path, seed: int) -> list[tuple[str, str, Path]]:
     ckdir = outdir / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     made = []
-    for name in PROFILE_NAMES:
+    for name in profiles:
         model = torch_models.randomize(torch_models.build(profile_spec(name), "amc"), seed)
         for fmt in FORMATS:
             path = ckdir / f"mobilenet_{name}_random-seed{seed}_{fmt}.pth.tar"
@@ -46,14 +46,24 @@ def write_checkpoints(outdir: Path, seed: int) -> list[tuple[str, str, Path]]:
 @click.option("--out", "outdir", default="demo-out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing demo output directory.")
-def main(outdir: Path, seed: int, force: bool) -> None:
+@click.option("--checkpoints-only", "only", multiple=True, type=click.Choice(PROFILE_NAMES), metavar="PROFILE",
+              help="Only write the random-weight checkpoints of PROFILE (repeatable), convert nothing.")
+def main(outdir: Path, seed: int, force: bool, only: tuple[str, ...]) -> None:
+    from amc_tf import quiet
     from amc_tf.flops import count
-    from converters.convert import ConvertOptions, convert
+
+    quiet.install()  # TensorFlow's and LiteRT's start-up logs stay out of the tables (AMC_TF_VERBOSE=1 shows them)
 
     if outdir.exists():
         if not force:
             raise click.ClickException(f"{outdir} exists; pass --force to replace it")
         shutil.rmtree(outdir)
+    if only:
+        for _, _, path in write_checkpoints(outdir, seed, only):
+            click.echo(path)
+        return
+    from converters.convert import ConvertOptions, convert
+
     click.echo("amc-tf demo: seeded RANDOM weights in the AMC profiles' exact shapes and key layout "
                "(not the published AMC weights, which cannot be downloaded here)\n", err=True)
 

@@ -40,6 +40,21 @@ class Backend:
     predict: Callable[[np.ndarray], np.ndarray]
 
 
+def model_kind(path: str, backend: str = "auto") -> str:
+    """torch | tf | tflite: what open_model would run for this path and --backend."""
+    path = os.fspath(path)
+    if is_outdir(path):
+        return "tflite" if backend == "tflite" else "tf"
+    if os.path.isdir(path):
+        return "tf"
+    return "tflite" if path.endswith(".tflite") else "torch"
+
+
+def needs_tensorflow(path: str, backend: str, mode: str, dataset: Dataset) -> bool:
+    """Whether evaluating needs TensorFlow at all (a .tflite on image files with `pil` does not)."""
+    return mode == "tf" or bool(dataset.records) or model_kind(path, backend) == "tf"
+
+
 def open_model(path: str, backend: str = "auto", *, threads: int = 1, input_size: int | None = None) -> Backend:
     """Open MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a .tflite)."""
     path = os.fspath(path)
@@ -105,11 +120,10 @@ def _open_saved_model(path: str, *, threads: int, input_size: int | None) -> Bac
 
 
 def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
-    from amc_tf.tflite_io import dequantize, quantize, quantized_io
-    from converters.exporters import tflite_interpreter
+    from amc_tf.tflite_io import dequantize, quantize, load_interpreter, quantized_io
 
     try:
-        interp = tflite_interpreter(path, threads=threads)
+        interp = load_interpreter(path, threads=threads)
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path}: not a loadable .tflite ({exc})") from None
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -202,9 +216,11 @@ def top_k_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size: int = 50, limit: int | None = None,
              labels_offset: int | None = None, strict: bool = False, input_size: int | None = None,
              progress: Callable[[Progress], None] | None = None) -> tuple[dict, np.ndarray]:
-    """(result dict, logits in dataset order with NaN rows for skipped images)."""
-    import tensorflow as tf
+    """(result dict, logits in dataset order with NaN rows for skipped images).
 
+    `pil` preprocessing of image files runs without TensorFlow (amc_tf.pilfeed); `tf`
+    preprocessing and TFRecords use a tf.data pipeline. Every skipped image is named in
+    the result's `skipped_files` ({"file", "error"}); with `strict` the first one stops the run."""
     from amc_tf.preprocess import normalize
 
     labels, offset = dataset.model_labels(model.num_classes, labels_offset)
@@ -212,27 +228,18 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
     total = len(dataset.files) if dataset.files else None
     if total is not None and limit is not None:
         total = min(total, limit)
-    pipeline = image_pipeline(dataset, labels, offset, mode, prep, model.feed, batch_size, limit, strict)
+    skipped: list[dict] = []
+    batches = _batches(dataset, labels, offset, mode, prep, model.feed, batch_size, limit, strict, skipped)
     indices, rows, hit1, hit5 = [], [], 0, 0
     t0 = time.perf_counter()
-    iterator = iter(pipeline)
-    while True:
-        try:
-            index, pixels, y = next(iterator)
-        except StopIteration:
-            break
-        except tf.errors.OpError as exc:  # only with strict: a decode error stops the run
-            raise AmcError(f"unreadable image near item {len(indices)} of {dataset.root}: "
-                           f"{exc.message.splitlines()[0]} (without --strict it is counted and skipped)") from None
-        pixels = pixels.numpy()
+    for index, pixels, y in batches:
         x = normalize(pixels, prep) if model.feed == "float" else pixels
         logits = np.asarray(model.predict(x), np.float32)
-        y = y.numpy()
         if np.any(y < 0) or np.any(y >= model.num_classes):
             raise AmcError(f"labels offset {offset} maps a label outside the model's 0..{model.num_classes - 1}")
         hit1 += int(top_k_correct(logits, y, 1).sum())
         hit5 += int(top_k_correct(logits, y, 5).sum())
-        indices.append(index.numpy())
+        indices.append(index)
         rows.append(logits)
         if progress is not None:
             n = sum(len(i) for i in indices)
@@ -260,6 +267,7 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
         "images": count,
         "evaluated": evaluated,
         "skipped": count - evaluated,
+        "skipped_files": skipped,
         "correct_top1": hit1,
         "correct_top5": hit5,
         "top1": hit1 / evaluated,
@@ -268,6 +276,42 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
         "images_per_s": round(evaluated / seconds, 1) if seconds > 0 else None,
     }
     return result, all_logits
+
+
+def _item_name(dataset: Dataset, i: int) -> str:
+    return dataset.files[i] if dataset.files else f"record {i} of {dataset.root}"
+
+
+def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessing, feed: str, batch_size: int,
+             limit: int | None, strict: bool, skipped: list[dict]):
+    """numpy batches (indices, pixels, labels) in dataset order; skipped images go to `skipped`."""
+    if mode == "pil" and dataset.files:
+        from amc_tf.pilfeed import pil_batches
+
+        yield from pil_batches(dataset.files, labels, prep, raw=feed == "raw", batch_size=batch_size, limit=limit,
+                               strict=strict, on_skip=lambda f, why: skipped.append({"file": f, "error": why}))
+        return
+    from amc_tf.pilfeed import STRICT_HINT, UnreadableImage
+
+    # tf.data drops undecodable items (ignore_errors); a gap in the indices names them
+    pipeline = image_pipeline(dataset, labels, offset, mode, prep, feed, batch_size, limit, strict=False)
+    expected = 0
+
+    def gap(upto: int) -> None:
+        for i in range(expected, upto):
+            name = _item_name(dataset, i)
+            if strict:
+                raise UnreadableImage(f"unreadable image {name}: could not be decoded ({STRICT_HINT})")
+            skipped.append({"file": name, "error": "could not be decoded"})
+
+    for index, pixels, y in pipeline:
+        index = index.numpy()
+        for i in index:
+            gap(int(i))
+            expected = int(i) + 1
+        yield index, pixels.numpy(), y.numpy()
+    count = len(dataset.files) if dataset.files else _count_records(dataset.records, limit)
+    gap(count if limit is None else min(count, limit))
 
 
 def _count_records(records: list[str], limit: int | None) -> int:

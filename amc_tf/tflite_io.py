@@ -13,6 +13,40 @@ import os
 
 import numpy as np
 
+from amc_tf.errors import ModelFileError
+
+
+def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
+                     preserve_all_tensors: bool = False):
+    """The one LiteRT Interpreter loader: tensors allocated, LiteRT's XNNPACK notice silenced
+    in quiet mode, and a file LiteRT cannot load (not a flatbuffer, a valid header with garbage
+    inside, unknown ops) a `ModelFileError`. `delegates=False` disables the default XNNPACK
+    delegate (the built-in reference kernels)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from amc_tf.quiet import silenced
+
+    kwargs = {"num_threads": threads}
+    if not delegates:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    in_memory = isinstance(path_or_bytes, (bytes, bytearray))
+    where = "the model" if in_memory else os.fspath(path_or_bytes)
+    if not in_memory and not os.path.isfile(where):
+        raise ModelFileError(f"{where}: {'not a regular file' if os.path.exists(where) else 'no such .tflite file'}")
+    try:
+        if in_memory:
+            interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
+        else:
+            interp = Interpreter(model_path=where, **kwargs)
+        with silenced():
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelFileError(f"{where}: not a loadable .tflite ({detail})") from None
+    return interp
+
 
 def _scale_zero(details: dict) -> tuple[float, int] | None:
     scales = details.get("quantization_parameters", {}).get("scales", [])
@@ -59,11 +93,8 @@ class TFLiteModel:
     """A batch-1 .tflite run one sample at a time on real-valued NHWC batches."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = os.fspath(path)
-        self.interp = Interpreter(model_path=self.path, num_threads=threads)
-        self.interp.allocate_tensors()
+        self.interp = load_interpreter(self.path, threads=threads)
         self.input = self.interp.get_input_details()[0]
         self.output = self.interp.get_output_details()[0]
 

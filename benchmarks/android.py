@@ -22,10 +22,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Callable
 
 from amc_tf.errors import AmcError, DeviceError
 from amc_tf.fileutil import sha256_file
+from benchmarks.device_info import INFO_SCRIPT, parse_info
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import Protocol
 from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, run_status,
@@ -33,20 +35,10 @@ from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdi
 
 REMOTE_DIR = "/data/local/tmp"
 ADB_HINT = "install it with `apt-get install adb`, or pass --adb PATH or set $ADB"
-RUN_TIMEOUT_S = 3600
 RC_MARK = "__AMC_RC="
+TIMED_OUT = 124  # Adb._run's return code when adb did not finish in time
 
 Progress = Callable[[str], None]
-
-# What the device exposes, one `key=value` a line; every read may fail harmlessly.
-INFO_SCRIPT = r"""
-echo "model=$(getprop ro.product.model)"
-echo "android=$(getprop ro.build.version.release)"
-echo "sdk=$(getprop ro.build.version.sdk)"
-for c in /sys/devices/system/cpu/cpu[0-9]*; do n=${c##*/}; echo "$n.governor=$(cat $c/cpufreq/scaling_governor 2>/dev/null)"; echo "$n.cur_khz=$(cat $c/cpufreq/scaling_cur_freq 2>/dev/null)"; done
-echo "battery.temp=$(cat /sys/class/power_supply/battery/temp 2>/dev/null)"
-for z in /sys/class/thermal/thermal_zone*; do echo "thermal.$(cat $z/type 2>/dev/null)=$(cat $z/temp 2>/dev/null)"; done
-""".strip()
 
 
 def resolve_adb(path: str | None) -> str:
@@ -72,10 +64,12 @@ class Adb:
 
     def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run([self.path] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # stdin: never the caller's (adb shell forwards it to the device: a `while read` loop would lose its input)
+            return subprocess.run([self.path] + args, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(args, 124, b"", f"adb {args[0]} timed out after {timeout:g}s".encode())
+        except subprocess.TimeoutExpired as exc:  # what it printed so far is kept (a run's partial log)
+            return subprocess.CompletedProcess(args, TIMED_OUT, exc.stdout or b"",
+                                               f"adb {args[0]} timed out after {timeout:g}s".encode())
         except OSError as exc:
             raise DeviceError(f"cannot run adb ({self.path}): {exc.strerror}") from None
 
@@ -86,7 +80,7 @@ class Adb:
     def devices(self) -> dict[str, str]:
         proc = self._run(["devices"])
         if proc.returncode != 0:
-            raise DeviceError(f"`adb devices` failed: {self._text(proc.stderr).strip() or proc.returncode}")
+            raise DeviceError(f"`adb devices` failed: {one_line(self._text(proc.stderr)) or proc.returncode}")
         out = {}
         for line in self._text(proc.stdout).splitlines():
             line = line.strip()
@@ -103,7 +97,7 @@ class Adb:
         proc = self._run(["-s", serial, "get-state"], timeout=30)
         if proc.returncode == 0:
             return self._text(proc.stdout).strip(), ""
-        return None, (self._text(proc.stderr) + self._text(proc.stdout)).strip()
+        return None, one_line(self._text(proc.stderr) + self._text(proc.stdout))
 
     def shell(self, serial: str, command: str, timeout: float = 120) -> tuple[int, str, str]:
         proc = self._run(["-s", serial, "shell", command], timeout=timeout)
@@ -111,7 +105,15 @@ class Adb:
 
     def push(self, serial: str, local: Path, remote: str) -> tuple[int, str]:
         proc = self._run(["-s", serial, "push", str(local), remote], timeout=600)
-        return proc.returncode, (self._text(proc.stderr) + self._text(proc.stdout)).strip()
+        return proc.returncode, one_line(self._text(proc.stderr) + self._text(proc.stdout))
+
+
+def one_line(text: str) -> str:
+    """adb's messages as one line: its error lines if any (else every line), without the
+    server start-up chatter (`* daemon not running; starting now at tcp:PORT`)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("* ")]
+    errors = [ln for ln in lines if re.search(r"error|fail", ln, flags=re.I)]
+    return "; ".join(errors or lines)
 
 
 def state_problem(serial: str, state: str) -> str | None:
@@ -144,33 +146,13 @@ def select_serials(adb: Adb, serials: list[str]) -> list[str]:
         seen.add(s)
         if s not in listed:
             have = ", ".join(sorted(listed)) or "none"
-            raise DeviceError(f"device {s} not found (connected: {have})")
+            hint = (f"; for a network device run `adb connect {s}` first"
+                    if re.match(r"^[\w.-]+:\d+$", s) else "")
+            raise DeviceError(f"device {s} not found (connected: {have}){hint}")
         problem = state_problem(s, listed[s])
         if problem:
             raise DeviceError(problem)
     return serials
-
-
-def parse_info(text: str) -> dict:
-    info: dict = {"cpus": {}, "thermal_c": {}}
-    for line in text.splitlines():
-        if "=" not in line:
-            continue
-        key, val = line.split("=", 1)
-        key, val = key.strip(), val.strip()
-        if not val:
-            continue
-        if key in ("model", "android", "sdk"):
-            info[key] = val
-        elif re.match(r"^cpu\d+\.(governor|cur_khz)$", key):
-            cpu, what = key.split(".")
-            info["cpus"].setdefault(cpu, {})[what] = int(val) if what == "cur_khz" and val.isdigit() else val
-        elif key == "battery.temp" and re.match(r"^-?\d+$", val):
-            info["battery_temp_c"] = int(val) / 10.0  # tenths of a degree
-        elif key.startswith("thermal.") and re.match(r"^-?\d+$", val):
-            v = int(val)
-            info["thermal_c"][key[len("thermal."):]] = v / 1000.0 if abs(v) >= 1000 else float(v)
-    return info
 
 
 def serial_tag(serial: str) -> str:
@@ -216,10 +198,14 @@ class DeviceWorker:
 
     def place(self, local: Path, remote: str, executable: bool) -> None:
         q = shlex.quote(remote)
-        rc, out, err = self.adb.shell(self.serial, f"if [ -f {q} ]; then stat -c %s {q}; sha256sum {q}; fi")
+        rc, out, err = self.adb.shell(self.serial, f"if [ -d {q} ]; then echo is-a-directory; "
+                                                   f"elif [ -f {q} ]; then stat -c %s {q}; sha256sum {q}; fi")
         if rc != 0:
             self.check_alive()
-            raise DeviceError(f"{self.serial}: cannot inspect {remote}: {(err or out).strip()}")
+            raise DeviceError(f"{self.serial}: cannot inspect {remote}: {one_line(err or out)}")
+        if out.strip() == "is-a-directory":  # adb push would silently put the file inside it
+            raise DeviceError(f"{self.serial}: {remote} is a directory on the device; remove it "
+                              f"(adb -s {self.serial} shell rm -r {q})")
         lines = out.split()
         same = (len(lines) >= 2 and lines[0] == str(local.stat().st_size) and lines[1] == sha256_file(local))
         if same:
@@ -243,7 +229,7 @@ class DeviceWorker:
         cmd = " ".join([shlex.quote(self.remote_binary)] + [shlex.quote(a) for a in args])
         if self.protocol.taskset:
             cmd = f"taskset {self.protocol.taskset} {cmd}"
-        return f"{cmd} 2>&1; echo {RC_MARK}$?"
+        return f"{cmd} </dev/null 2>&1; echo {RC_MARK}$?"
 
     # -- the work -------------------------------------------------------------------
     def run(self) -> None:
@@ -290,7 +276,7 @@ class DeviceWorker:
             before = self.info()
             self.say(f"{rec.name}: run {k}/{p.repeats}")
             t0 = time.monotonic()
-            rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=RUN_TIMEOUT_S)
+            rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=p.timeout_s())
             duration = round(time.monotonic() - t0, 3)
             remote_rc = None
             m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
@@ -298,6 +284,9 @@ class DeviceWorker:
                 remote_rc = int(m.group(1))
                 out = out[: m.start()]
             self.ran = True
+            if remote_rc is None and rc == TIMED_OUT:
+                self._timed_out(rec, k, out, duration, before)
+                continue
             if remote_rc is None:
                 # the shell session ended without the exit status: the device went away, or adb failed
                 state, msg = self.adb.get_state(self.serial)
@@ -305,7 +294,8 @@ class DeviceWorker:
                     partial = self.logdir / f"{rec.name}_run{k}.partial.txt"
                     if out:
                         atomic_write(partial, out)
-                    why = f"device {self.serial} lost during run {k}" + (f" ({(err or msg).strip()})" if (err or msg).strip() else "")
+                    detail = one_line(err or msg)
+                    why = f"device {self.serial} lost during run {k}" + (f" ({detail})" if detail else "")
                     rec.runs.append(RunRecord(k=k, status="lost", log=str(partial) if out else None, error=why,
                                               returncode=rc, duration_s=duration, device_before=before))
                     self._missing(rec, k + 1, f"device {self.serial} lost during run {k}")
@@ -324,6 +314,19 @@ class DeviceWorker:
                 self.say(f"{rec.name}: run {k}/{p.repeats}: {parsed.inference_avg_us / 1000:.4g} ms avg over {parsed.count}")
             else:
                 self.say(f"{rec.name}: run {k}/{p.repeats}: {status}: {error}")
+
+    def _timed_out(self, rec: BenchRecord, k: int, out: str, duration: float, before) -> None:
+        """Run k exceeded the protocol's timeout: keep its output as a partial log, stop the
+        tool on the device (best effort), record the run as timed out and go on."""
+        partial = self.logdir / f"{rec.name}_run{k}.partial.txt"
+        if out:
+            atomic_write(partial, out)
+        self.adb.shell(self.serial, f"pkill -f {shlex.quote(self.remote_binary)}", timeout=30)
+        why = f"timed out after {self.protocol.timeout_s():g} s (--run-timeout)"
+        rec.runs.append(RunRecord(k=k, status="timed_out", log=str(partial) if out else None, error=why,
+                                  duration_s=duration, device_before=before))
+        write_manifest(self.logdir, rec)
+        self.say(f"{rec.name}: run {k}/{self.protocol.repeats}: timed_out: {why}")
 
     def _missing(self, rec: BenchRecord, from_k: int, why: str) -> None:
         for j in range(from_k, self.protocol.repeats + 1):

@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import platform
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from amc_tf.errors import AmcError
+from amc_tf.quiet import silenced
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import LOCAL_DELEGATES, Protocol, taskset_cpus
 from amc_tf.fileutil import sha256_file
@@ -30,10 +32,9 @@ Progress = Callable[[str], None]
 
 def make_interpreter(model_path: str, threads: int, delegate: str):
     """A LiteRT interpreter; `delegate="none"` disables the default XNNPACK delegate."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from amc_tf.tflite_io import load_interpreter
 
-    kind = OpResolverType.AUTO if delegate == "xnnpack" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return Interpreter(model_path=str(model_path), num_threads=threads, experimental_op_resolver_type=kind)
+    return load_interpreter(str(model_path), threads=threads, delegates=(delegate == "xnnpack"))
 
 
 @dataclass
@@ -136,7 +137,8 @@ def run_inprocess(model: Path, protocol: Protocol, k: int = 1, interpreter_facto
     rss0 = _rss_mb()
     t0 = time.perf_counter_ns()
     interp = factory(str(model), protocol.threads, protocol.delegate)
-    interp.allocate_tensors()
+    with silenced():  # LiteRT's XNNPACK notice, in quiet mode
+        interp.allocate_tensors()
     init_us = (time.perf_counter_ns() - t0) / 1000.0
     rss_init = _rss_mb()
     _fill_inputs(interp, seed=k)
@@ -185,8 +187,17 @@ def run_inprocess(model: Path, protocol: Protocol, k: int = 1, interpreter_facto
     return "\n".join(lines) + "\n"
 
 
+class RunTimedOut(Exception):
+    """A run exceeded the protocol's timeout; `output` is what it printed until then."""
+
+    def __init__(self, seconds: float, output: str = ""):
+        super().__init__(f"timed out after {seconds:g} s (--run-timeout)")
+        self.output = output
+
+
 def run_binary(binary: Path, model: Path, protocol: Protocol) -> tuple[str, int]:
-    """One `benchmark_model` invocation on this host; returns (stdout+stderr, exit code)."""
+    """One `benchmark_model` invocation on this host; returns (stdout+stderr, exit code).
+    Raises RunTimedOut (the process group killed) beyond `protocol.timeout_s()`."""
     args = [str(binary)] + protocol.benchmark_model_args(str(model))
     preexec = None
     if protocol.taskset:
@@ -194,20 +205,96 @@ def run_binary(binary: Path, model: Path, protocol: Protocol) -> tuple[str, int]
         if not cpus:
             raise AmcError(f"--taskset {protocol.taskset} selects no CPU this machine has")
         preexec = lambda: os.sched_setaffinity(0, cpus)  # noqa: E731
+    timeout = protocol.timeout_s()
     try:
-        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec,
+                                start_new_session=True)
     except OSError as exc:
         raise AmcError(f"cannot run benchmark binary {binary}: {exc.strerror}") from None
-    return proc.stdout.decode("utf-8", errors="replace"), proc.returncode
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the tool and anything it started
+        out, _ = proc.communicate()
+        raise RunTimedOut(timeout, (out or b"").decode("utf-8", errors="replace")) from None
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return out.decode("utf-8", errors="replace"), proc.returncode
+
+
+def _child_run(conn, model, protocol, k, factory) -> None:
+    try:
+        with _pinned(protocol.taskset):
+            conn.send(("ok", run_inprocess(model, protocol, k=k, interpreter_factory=factory)))
+    except AmcError as exc:
+        conn.send(("amc", str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent as the run's failure
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def run_isolated(model: Path, protocol: Protocol, k: int = 1, interpreter_factory=None) -> str:
+    """`run_inprocess` in a forked child process, so that a hung interpreter can be stopped:
+    raises RunTimedOut beyond `protocol.timeout_s()`, RuntimeError if the child dies.
+    Without fork (not Linux/macOS) the run happens in this process, with no timeout."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        with _pinned(protocol.taskset):
+            return run_inprocess(model, protocol, k=k, interpreter_factory=interpreter_factory)
+    import ai_edge_litert.interpreter  # noqa: F401 - imported once here, not in every child
+
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_run, args=(child, model, protocol, k, interpreter_factory), daemon=True)
+    proc.start()
+    child.close()
+    timeout = protocol.timeout_s()
+    try:
+        if not parent.poll(timeout):
+            raise RunTimedOut(timeout)
+        try:
+            kind, payload = parent.recv()
+        except EOFError:
+            proc.join(5)
+            raise RuntimeError(f"the run's process died (exit code {proc.exitcode})") from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        parent.close()
+    if kind == "amc":
+        raise AmcError(payload)
+    if kind == "error":
+        raise RuntimeError(payload)
+    return payload
 
 
 def check_binary(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise AmcError(f"benchmark binary not found: {p}")
-    if not p.is_file():
-        raise AmcError(f"benchmark binary is not a file: {p}")
-    return p
+    """The host benchmark binary as an absolute path: a name with a `/` is a path (`./bm`),
+    a bare name is looked up on PATH, as a shell would."""
+    import shutil
+
+    text = os.fspath(path)
+    if "/" in text:
+        p = Path(text)
+        if not p.exists():
+            raise AmcError(f"benchmark binary not found: {p}")
+        if not p.is_file():
+            raise AmcError(f"benchmark binary is not a file: {p}")
+        if not os.access(p, os.X_OK):
+            raise AmcError(f"benchmark binary is not executable: {p} (chmod +x it)")
+        return p.resolve()
+    found = shutil.which(text)
+    if found is None:
+        hint = f"; to run the file in this folder, say ./{text}" if Path(text).is_file() else ""
+        raise AmcError(f"benchmark binary {text!r} is not on PATH{hint}")
+    return Path(found).resolve()
 
 
 def host_info() -> dict:
@@ -253,17 +340,23 @@ def bench_local(
     runner = {"kind": "benchmark_model", "binary": str(binary)} if binary else {
         "kind": "in-process", "ai_edge_litert": _litert_version()}
     runner["host"] = host_info()
+    runner["run_timeout_s"] = protocol.timeout_s()
     rec = BenchRecord(name=name, model=str(model), model_sha256=sha256_file(model), target="local",
                       protocol=protocol.as_dict(), runner=runner)
     for k in range(1, protocol.repeats + 1):
         say(f"{name}: run {k}/{protocol.repeats} ({protocol.warmup} warm-up + {protocol.runs} timed)")
         t0 = time.monotonic()
         rc = None
-        if binary:
-            text, rc = run_binary(binary, model, protocol)
-        else:
-            with _pinned(protocol.taskset):
-                text = run_inprocess(model, protocol, k=k, interpreter_factory=interpreter_factory)
+        try:
+            if binary:
+                text, rc = run_binary(binary, model, protocol)
+            else:
+                text = run_isolated(model, protocol, k=k, interpreter_factory=interpreter_factory)
+        except (RunTimedOut, RuntimeError) as exc:
+            rec.runs.append(_unfinished_run(logdir, name, k, exc, round(time.monotonic() - t0, 3)))
+            write_manifest(logdir, rec)
+            say(f"{name}: run {k}/{protocol.repeats}: {rec.runs[-1].status}: {rec.runs[-1].error}")
+            continue
         path = log_path(logdir, name, k)
         atomic_write(path, text)
         parsed = parse_text(text, source=str(path))
@@ -277,3 +370,14 @@ def bench_local(
         else:
             say(f"{name}: run {k}/{protocol.repeats}: {run.status}: {error}")
     return rec
+
+
+def _unfinished_run(logdir: Path, name: str, k: int, exc: Exception, duration: float) -> RunRecord:
+    """A run that timed out (its output so far kept as <name>_run<k>.partial.txt) or whose
+    process died: no log of its own, so the summary counts it as failed, never as a result."""
+    partial = None
+    if isinstance(exc, RunTimedOut) and exc.output:
+        partial = Path(logdir) / f"{name}_run{k}.partial.txt"
+        atomic_write(partial, exc.output)
+    status = "timed_out" if isinstance(exc, RunTimedOut) else "failed"
+    return RunRecord(k=k, status=status, log=str(partial) if partial else None, error=str(exc), duration_s=duration)

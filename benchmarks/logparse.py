@@ -133,6 +133,9 @@ def clean_lines(text: str) -> list[tuple[str, str]]:
     return out
 
 
+_NUM_TOKEN = re.compile(r"\d[\d.]*[eE][-+]?\d{3,}")  # exponents of 3+ digits: may overflow a float
+
+
 def _num(s: str) -> float:
     v = float(s)
     if math.isnan(v) or math.isinf(v):
@@ -252,6 +255,9 @@ def _scan(pairs, res: LogResult) -> _Scan:
     for level, line in pairs:
         s = line.strip()
         if not s:
+            continue
+        if _NUM_TOKEN.search(s) and any(math.isinf(float(t)) for t in _NUM_TOKEN.findall(s)):
+            sc.errors.append(f"ignored a line with a number out of range: {s[:120]}")
             continue
         if level == "E":
             sc.errors.append(s)

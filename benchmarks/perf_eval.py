@@ -41,7 +41,12 @@ def pipeline_rate(folder: Path, mode: str, batch: int) -> float:
     ds = open_dataset(folder)
     prep = Preprocessing()
     t = time.perf_counter()
-    n = sum(len(i) for i, _, _ in image_pipeline(ds, ds.labels, 0, mode, prep, "float", batch))
+    if mode == "pil":  # what `eval` runs for pil on image files: the TensorFlow-free thread-pool feed
+        from amc_tf.pilfeed import pil_batches
+
+        n = sum(len(i) for i, _, _ in pil_batches(ds.files, ds.labels, prep, raw=False, batch_size=batch))
+    else:
+        n = sum(len(i) for i, _, _ in image_pipeline(ds, ds.labels, 0, mode, prep, "float", batch))
     return n / (time.perf_counter() - t)
 
 

@@ -18,6 +18,15 @@ LOCAL_DELEGATES = ("xnnpack", "none")
 # zero; --max_secs caps both loops, so it is set far beyond any real run.
 DEFAULT_MAX_SECS = 100000
 
+# The run timeout: a run that takes longer is stopped and reported as timed out. Derived
+# from the protocol: a floor (process start, model load, adb overheads) plus a generous
+# multiple of the invocations times a per-invocation bound. 1 s per invocation is 8x the
+# slowest AMC model on a Pixel 1 (MobileNetV1 1.0: 125 ms); the Pixel-1 protocol's 300
+# invocations give 120 + 2 * 300 * 1 = 720 s per run (the old fixed limit was one hour).
+RUN_TIMEOUT_FLOOR_S = 120.0
+RUN_TIMEOUT_MULTIPLE = 2.0
+PER_INVOCATION_BOUND_S = 1.0
+
 _MASK = re.compile(r"^(0x)?[0-9a-fA-F]+$")
 
 
@@ -34,6 +43,7 @@ class Protocol:
     delegate: str = "xnnpack"
     taskset: str | None = None
     max_secs: int = DEFAULT_MAX_SECS
+    run_timeout: float | None = None  # seconds; None: derived from the protocol (timeout_s)
 
     def __post_init__(self):
         if self.warmup < 0:
@@ -46,11 +56,23 @@ class Protocol:
             raise ProtocolError(f"--threads must be >= 1, got {self.threads}")
         if self.delegate not in DELEGATES:
             raise ProtocolError(f"--delegate must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+        if self.run_timeout is not None and not self.run_timeout > 0:
+            raise ProtocolError(f"--run-timeout must be > 0 seconds, got {self.run_timeout}")
         if self.taskset is not None and (not _MASK.match(self.taskset) or taskset_cpus(self.taskset) == []):
             raise ProtocolError(f"--taskset wants a non-zero hex CPU mask such as f0, got {self.taskset!r}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields; `run_timeout` only when given (the derived one is `timeout_s()`)."""
+        d = asdict(self)
+        if d["run_timeout"] is None:
+            del d["run_timeout"]
+        return d
+
+    def timeout_s(self) -> float:
+        """Seconds one run may take before it is stopped (--run-timeout, else derived)."""
+        if self.run_timeout is not None:
+            return float(self.run_timeout)
+        return RUN_TIMEOUT_FLOOR_S + RUN_TIMEOUT_MULTIPLE * (self.warmup + self.runs) * PER_INVOCATION_BOUND_S
 
     def benchmark_model_args(self, graph: str) -> list[str]:
         """The `benchmark_model` flags for one run of this protocol (exact counts)."""

@@ -8,6 +8,7 @@ are missing and why.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -143,6 +144,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a log should look like any new file
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -154,6 +156,14 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         except OSError:
             pass
         raise
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask (read once: reading it means setting it, which threads could race)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_manifest(logdir: Path, record: BenchRecord) -> Path:

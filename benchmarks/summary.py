@@ -89,7 +89,9 @@ def summarize_dir(logdir: str | Path, baseline: str | None = None, names: list[s
         wanted = set(names) | ({baseline} if baseline else set())
         groups = {n: g for n, g in groups.items() if n in wanted}
     if not groups:
-        raise AmcError(f"no <model>_run<k>.txt logs in {logdir}")
+        runs = sorted(str(d) for d in logdir.iterdir() if d.is_dir() and any(d.glob("*_run*.txt")))
+        hint = f"; its folders {', '.join(runs[-3:])} hold logs (one per bench call): summarize one" if runs else ""
+        raise AmcError(f"no <model>_run<k>.txt logs in {logdir}{hint}")
 
     out = []
     for name in sorted(groups):

@@ -7,12 +7,13 @@ is replaced only with `force`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import shutil
-import tempfile
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from amc_tf.flops import count as count_macs
 from amc_tf.netspec import Network
 from amc_tf.profiles import check_profile
 from amc_tf.fileutil import sha256_file
+from converters.staging import check_output_path, make_staging_dir, remove_stale
 
 
 class VerificationFailed(AmcError):
@@ -140,26 +142,20 @@ def verify(model, network: Network, tflite_path: Path, reference: tuple[str, np.
 
 class _PendingReference:
     """The reference runtime's logits for the verification batch, computed in a worker process
-    so that importing torch (~1.5 s) overlaps with importing TensorFlow and exporting."""
+    (amc_tf.worker: it dies with this one, whatever signal ends it) so that importing torch
+    (~1.5 s) overlaps with importing TensorFlow and exporting."""
 
     def __init__(self, name: str, fn, *args):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from amc_tf.worker import Worker
 
         self.name = name
-        # spawn, not fork: the parent may already hold TensorFlow's threads.
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self._future = self._pool.submit(fn, *args)
+        self._worker = Worker(fn, *args, name=f"amc-tf-{name}-reference")
 
     def result(self) -> tuple[str, np.ndarray]:
-        try:
-            return self.name, self._future.result()
-        finally:
-            self._pool.shutdown()
+        return self.name, self._worker.result()
 
     def cancel(self) -> None:
-        self._future.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._worker.cancel()
 
 
 def _start_reference(checkpoint, network: Network, options: ConvertOptions) -> _PendingReference | None:
@@ -181,8 +177,13 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
             progress: Progress = lambda msg: None) -> dict:
     """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}."""
     outdir = Path(outdir)
-    if outdir.exists() and not options.force:
-        raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
+    check_output_path(checkpoint, outdir)
+    if (outdir.exists() or outdir.is_symlink()) and not _empty_dir(outdir):
+        if not options.force:
+            raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
+        if outdir.is_symlink() or not (outdir / "report.json").is_file():
+            raise OutputExistsError(f"{outdir} is not an amc-tf output (no report.json); --force replaces only "
+                                    "earlier conversions: remove it yourself or choose another -o")
     if options.quantize:
         from converters.quantized_export import check_options
 
@@ -198,14 +199,14 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     if options.profile:
         check_profile(network.spec, options.profile)
     timings["read"] = time.perf_counter() - t0
-    reference = _start_reference(checkpoint, network, options) if options.verify else None
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like any mkdir
+    for stale in remove_stale(outdir):
+        progress(f"removed {stale.name}, left by a conversion that was killed")
+    tmp = make_staging_dir(outdir)
+    reference = None
     try:
+        reference = _start_reference(checkpoint, network, options) if options.verify else None
         report = _export(network, reference, tmp, options, timings, progress)
         report["source"].update({"sha256": sha256_file(checkpoint), "bytes": os.path.getsize(checkpoint)})
         if options.profile:
@@ -215,9 +216,10 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _move_into_place(tmp, outdir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if reference is not None:
-            reference.cancel()
+        with _signals_deferred():  # a second Ctrl-C must not interrupt the cleanup itself
+            shutil.rmtree(tmp, ignore_errors=True)
+            if reference is not None:
+                reference.cancel()
         raise
     verification = report.get("verification", {})
     if verification.get("passed") is False:
@@ -315,6 +317,29 @@ def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, pro
         extra_artifacts["with_preprocessing"] = write_all(model, tmp / "with_preprocessing")
         timings["with_preprocessing"] = time.perf_counter() - t
     return runtimes, extra_artifacts
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM until the block ends (they are delivered then)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no pthread_sigmask
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _empty_dir(path: Path) -> bool:
+    """An existing empty folder is taken as OUTDIR without --force (nothing in it to lose)."""
+    try:
+        return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    except OSError:
+        return False
 
 
 def _move_into_place(tmp: Path, outdir: Path) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from amc_tf.quiet import silenced
+from amc_tf.tflite_io import load_interpreter
 from converters.tf_builder import SlimMobileNet
 
 
@@ -54,7 +56,8 @@ def tflite_from_concrete(concrete, configure=None) -> bytes:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         if configure is not None:
             configure(converter)
-        return converter.convert()
+        with silenced():  # the converter's C++ `fully_quantize: 0, ...` notice
+            return converter.convert()
     finally:
         absl_logger.setLevel(level)
 
@@ -67,7 +70,7 @@ def write_tflite(model: SlimMobileNet, path: str | os.PathLike) -> int:
 
 def tflite_op_histogram(path_or_bytes) -> dict[str, int]:
     """Count of each op type in a .tflite (delegate nodes excluded)."""
-    interp = tflite_interpreter(path_or_bytes, delegates=False)
+    interp = load_interpreter(path_or_bytes, delegates=False)
     hist: dict[str, int] = {}
     for op in interp._get_ops_details():  # noqa: SLF001 - the public API has no op listing
         name = op["op_name"]
@@ -76,25 +79,9 @@ def tflite_op_histogram(path_or_bytes) -> dict[str, int]:
     return dict(sorted(hist.items()))
 
 
-def tflite_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kwargs = {"num_threads": threads}
-    if not delegates:
-        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    if preserve_all_tensors:
-        kwargs["experimental_preserve_all_tensors"] = True
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
-    else:
-        interp = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
-    interp.allocate_tensors()
-    return interp
-
-
 def run_tflite(path_or_bytes, batch: np.ndarray, *, threads: int = 1) -> np.ndarray:
     """Run a batch through a batch-1 .tflite, one sample at a time."""
-    interp = tflite_interpreter(path_or_bytes, threads=threads)
+    interp = load_interpreter(path_or_bytes, threads=threads)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     results = []

@@ -19,9 +19,11 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
     from amc_tf.checkpoint import load_state_dict
     from converters.pytorch_frontend import infer_network
 
+    from amc_tf.checkpoint_safety import check_regular_file
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file")
+    check_regular_file(path)
+    _refuse_tflite(path)
     if _is_onnx(path):
         from converters.onnx_frontend import load_onnx
 
@@ -32,6 +34,19 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
     return network, sd
 
 
+def _refuse_tflite(path: str) -> None:
+    """A .tflite is an output, not an input: say which commands take one."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return  # the reader reports it
+    if head[4:8] == b"TFL3":
+        raise CheckpointError(f"{path} is a TFLite model, not a PyTorch checkpoint or ONNX file: benchmark it with "
+                              "amc-tf bench, evaluate it with amc-tf eval; convert, diff and profile read the "
+                              "checkpoint (or the conversion OUTDIR)")
+
+
 def _is_onnx(path: str) -> bool:
     """By name (.onnx), or by content: neither a zip archive nor a pickle, yet a parseable ONNX model."""
     if path.lower().endswith(".onnx"):
@@ -40,6 +55,6 @@ def _is_onnx(path: str) -> bool:
         head = fh.read(2)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return False
-    from converters.onnx_frontend import looks_like_onnx
+    from converters.onnx_io import looks_like_onnx
 
     return looks_like_onnx(path)

@@ -31,36 +31,11 @@ import numpy as np
 
 from amc_tf.errors import ArchitectureError, CheckpointError
 from amc_tf.netspec import Network
+from converters.onnx_io import read_model, tensor_array
 
 KNOWN_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "GlobalAveragePool", "ReduceMean", "Flatten",
              "Reshape", "Squeeze", "Gemm", "Identity", "Dropout", "Transpose", "Constant", "Shape", "Gather",
              "Unsqueeze", "Concat", "Cast")
-
-
-def read_model(path: str | os.PathLike):
-    """onnx.load with every failure turned into one CheckpointError line."""
-    import onnx
-
-    path = os.fspath(path)
-    try:
-        model = onnx.load(path)
-    except Exception as exc:  # DecodeError, truncated files, missing external data...
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable ONNX model ({detail})") from None
-    if not model.graph.node:
-        raise CheckpointError(f"{path}: not a readable ONNX model (the file holds no graph nodes)")
-    return model
-
-
-def looks_like_onnx(path: str | os.PathLike) -> bool:
-    """True when the file parses as an ONNX model with a graph (for files without a .onnx name)."""
-    try:
-        import onnx
-
-        model = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception:
-        return False
-    return bool(model.graph.node) and bool(model.graph.output) and bool(model.opset_import)
 
 
 @dataclass(frozen=True)
@@ -149,10 +124,8 @@ def _axes(node, walk: _Walk, rank: int, attrs: dict) -> list[int] | None:
 # ----- handlers: each maps a node's inputs to its output value, or raises _Unsupported -----
 
 def _h_constant(node, walk, attrs):
-    from onnx import numpy_helper
-
     if "value" in attrs:
-        return numpy_helper.to_array(attrs["value"])
+        return tensor_array(attrs["value"], "its value")
     for key in ("value_float", "value_floats", "value_int", "value_ints"):
         if key in attrs:
             return np.asarray(attrs[key], np.float32 if "float" in key else np.int64)
@@ -357,11 +330,9 @@ assert set(_HANDLERS) == set(KNOWN_OPS)
 
 
 def _walk(model) -> _Walk:
-    from onnx import numpy_helper
-
     graph, walk = model.graph, _Walk()
     for init in graph.initializer:
-        walk.values[init.name] = numpy_helper.to_array(init)
+        walk.values[init.name] = tensor_array(init, f"initializer '{init.name[:80]}'")
     inputs = [i for i in graph.input if i.name not in walk.values]
     if len(inputs) != 1:
         raise ArchitectureError(f"unsupported ONNX graph: {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
@@ -500,6 +471,9 @@ def load_onnx(path: str | os.PathLike, *, activation: str | None = None, bn_eps:
     model = read_model(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     producer = f"{model.producer_name} {model.producer_version}".strip() or None
-    return infer_onnx_network(model, activation=activation, bn_eps=bn_eps, input_size=input_size,
-                              source={"file": os.fspath(path), "frontend": "onnx", "opset": opset,
-                                      "producer": producer, "nodes": len(model.graph.node)})
+    try:
+        return infer_onnx_network(model, activation=activation, bn_eps=bn_eps, input_size=input_size,
+                                  source={"file": os.fspath(path), "frontend": "onnx", "opset": opset,
+                                          "producer": producer, "nodes": len(model.graph.node)})
+    except CheckpointError as exc:
+        raise CheckpointError(f"{os.fspath(path)}: {exc}") from None

@@ -53,10 +53,12 @@ def _calibrate(spec, options, prep: Preprocessing, progress) -> tuple[np.ndarray
             None, None
     progress(f"reading calibration images from {options.calibration}")
     split = calibration.split(options.calibration, options.calibration_size)
-    images, _ = calibration.load(split.subset(split.calibration), prep)
+    cal_set = split.subset(split.calibration)
+    images, loaded = calibration.load(cal_set, prep)
+    unreadable = [f for i, f in enumerate(cal_set.files) if i not in set(loaded.tolist())]
     section = {"source": os.path.abspath(options.calibration), "layout": split.dataset.layout,
                "requested": options.calibration_size, "images": len(images),
-               "unreadable": len(split.calibration) - len(images), "seed": calibration.SEED,
+               "unreadable": len(unreadable), "unreadable_files": unreadable, "seed": calibration.SEED,
                "manifest": calibration.MANIFEST}
     held = None
     if split.held_out:
@@ -76,7 +78,8 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
                      progress: Callable[[str], None]) -> tuple[dict, dict]:
     """Write tmp/model.tflite quantized (tmp/model_fp32.tflite exists); returns (the
     artifact entry for model.tflite, report.json's `quantization` section)."""
-    from converters.exporters import tflite_interpreter, tflite_op_histogram
+    from amc_tf.tflite_io import load_interpreter
+    from converters.exporters import tflite_op_histogram
     from converters.quantize import int8_mac_share, io_details, quantize, tensor_dtypes, weight_quantization
     from converters.convert import verification_batch
     from amc_tf.tflite_io import TFLiteModel
@@ -105,7 +108,7 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
     timings["quantize"] = time.perf_counter() - t
 
     fp32_bytes = (tmp / FP32_NAME).stat().st_size
-    interp = tflite_interpreter(path, delegates=False)
+    interp = load_interpreter(path, delegates=False)
     io = io_details(interp)
     artifact = {"path": QUANTIZED_NAME, "bytes": len(data), "ops": tflite_op_histogram(path),
                 "input": io["input"]["shape"], "dtype": io["input"]["dtype"], "quantization": request.mode,

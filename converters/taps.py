@@ -83,9 +83,9 @@ def tflite_tensor_map(interp, spec: NetSpec, op_names: dict[str, str]) -> dict[s
 def tflite_taps(path_or_bytes, spec: NetSpec, op_names: dict[str, str], x: np.ndarray, label: str = "tflite") -> Taps:
     """Run each sample through a batch-1 .tflite with every tensor preserved. Delegates are off:
     XNNPACK runs the whole graph as one node and keeps no intermediates."""
-    from converters.exporters import tflite_interpreter
+    from amc_tf.tflite_io import load_interpreter
 
-    interp = tflite_interpreter(path_or_bytes, delegates=False, preserve_all_tensors=True)
+    interp = load_interpreter(path_or_bytes, delegates=False, preserve_all_tensors=True)
     inp = interp.get_input_details()[0]
     if tuple(inp["shape"][1:]) != tuple(x.shape[1:]):
         raise AmcError(f"the .tflite takes input {list(inp['shape'])}, the inputs are {list(x.shape[1:])}")

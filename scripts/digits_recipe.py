@@ -69,3 +69,13 @@ def recipe() -> dict:
         "split": {"seed": SEED, "rule": "numpy.random.default_rng(seed).permutation(1797)[:360] held out",
                   "train": len(train), "held_out": len(held_out), "held_out_indices": held_out.tolist()},
     }
+
+
+if __name__ == "__main__":  # python scripts/digits_recipe.py DIR [train]: write a split as an image folder
+    import sys
+
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["train"], ["held-out"]):
+        sys.exit("usage: python scripts/digits_recipe.py DIR [held-out|train]")
+    which = 0 if sys.argv[2:] == ["train"] else 1
+    out = write_image_folder(sys.argv[1], split()[which])
+    print(f"{out}: {len(split()[which])} images in 10 class folders")

@@ -43,18 +43,41 @@ def tiny_tflite(tmp_path_factory):
 
 
 class Counting:
-    """Wraps the real interpreter factory: counts interpreters, invokes and what they were asked for."""
+    """Wraps the real interpreter factory: counts interpreters, invokes and what they were asked for.
+    Each run happens in a forked child process, so the tallies live in a file the children append to."""
 
     def __init__(self):
-        self.interpreters = 0
-        self.invokes = 0
-        self.calls = []
-        self.affinity = []
+        import tempfile
+
+        fd, self._path = tempfile.mkstemp(prefix="amc-tf-counting-")
+        os.close(fd)
+
+    def _log(self, *item):
+        with open(self._path, "a") as fh:
+            fh.write(json.dumps(item) + "\n")
+
+    def _items(self, kind):
+        with open(self._path) as fh:
+            return [json.loads(line)[1:] for line in fh if json.loads(line)[0] == kind]
+
+    @property
+    def interpreters(self):
+        return len(self._items("interpreter"))
+
+    @property
+    def invokes(self):
+        return len(self._items("invoke"))
+
+    @property
+    def calls(self):
+        return [tuple(c[:2]) for c in self._items("interpreter")]
+
+    @property
+    def affinity(self):
+        return [set(c[2]) for c in self._items("interpreter")]
 
     def __call__(self, model_path, threads, delegate):
-        self.interpreters += 1
-        self.calls.append((threads, delegate))
-        self.affinity.append(os.sched_getaffinity(0))
+        self._log("interpreter", threads, delegate, sorted(os.sched_getaffinity(0)))
         real = REAL_FACTORY(model_path, threads, delegate)
         outer = self
 
@@ -63,7 +86,7 @@ class Counting:
                 return getattr(real, name)
 
             def invoke(self):
-                outer.invokes += 1
+                outer._log("invoke")
                 return real.invoke()
 
         return Wrapped()
@@ -111,6 +134,7 @@ def test_cli_json_summary_agrees_with_logs(tiny_tflite, tmp_path, monkeypatch):
     assert [r["inference_avg_us"] for r in manifest["runs"]] == pytest.approx([r.inference_avg_us for r in parsed])
     assert manifest["protocol"] == {"warmup": 3, "runs": 5, "repeats": 3, "threads": 1, "delegate": "xnnpack",
                                     "taskset": None, "max_secs": 100000}
+    assert manifest["runner"]["run_timeout_s"] == 120.0 + 2 * 8  # derived from the protocol
     assert manifest["runner"]["kind"] == "in-process"
     # progress went to stderr, and logs were written atomically (no temp files left)
     assert "tiny: run 3/3" in res.stderr

@@ -136,3 +136,17 @@ def test_file_without_tensors(tmp_path):
     torch.save({"epoch": 3, "note": "no weights"}, path)
     with pytest.raises(CheckpointError, match="no state dict"):
         load_state_dict(path)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_reads_numpy_scalars_and_namespaces_torch_wrote(tmp_path, fmt):
+    """Training scripts store best_prec1 as a numpy scalar (pickled through numpy.dtype + BUILD
+    and _codecs.encode) and `args` as an argparse Namespace (NEWOBJ + BUILD): all are read."""
+    import argparse
+
+    path = tmp_path / "m.pth"
+    torch.save({"state_dict": _tensors(), "best_prec1": np.float64(70.494), "epoch": np.int64(150),
+                "args": argparse.Namespace(lr=0.1, arch="mobilenet")}, path,
+               _use_new_zipfile_serialization=fmt == "zip")
+    assert checkpoint_metadata(path) == {"best_prec1": 70.494, "epoch": 150}
+    assert list(load_state_dict(path)) == list(_tensors())

@@ -93,6 +93,13 @@ def test_existing_outdir_needs_force(tmp_path, make_checkpoint):
     result = run_cli("convert", ckpt, "-o", out, "-q")
     assert result.exit_code == 2 and "--force" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
+    # --force replaces only an earlier conversion, never a folder of the user's own
+    result = run_cli("convert", ckpt, "-o", out, "-q", "--force", "--no-verify")
+    assert result.exit_code == 2 and "not an amc-tf output" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert run_cli("convert", ckpt, "-o", out, "-q", "--no-verify").exit_code == 0  # empty: no --force needed
+    (out / "extra.txt").write_text("left by an earlier run")
     result = run_cli("convert", ckpt, "-o", out, "-q", "--force", "--no-verify")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "report.json", "saved_model", "slim"]

@@ -16,7 +16,7 @@ def test_shipped_wnids_are_the_1000_sorted_unique_imagenet_classes():
     assert WNIDS[0] == "n01440764" and WNIDS[-1] == "n15075141"
 
 
-@pytest.mark.skipif(not SAMPLE.is_dir(), reason="needs /work/shared/fixtures/imagenet-sample")
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"needs the ImageNet sample at {SAMPLE}")
 def test_flat_sample_folder_labels_from_wnid_prefixes():
     ds = open_dataset(SAMPLE)
     assert ds.layout == "flat" and len(ds.files) == 100

@@ -135,6 +135,7 @@ def test_unreadable_images_are_counted_and_skipped_or_fail_with_strict(imagenet_
         r = eval_json(out / "model.tflite", "--data", tmp_path, "--preprocess", mode,
                       "--save-logits", tmp_path / f"{mode}.npy", "--batch-size", 2)
         assert (r["images"], r["evaluated"], r["skipped"]) == (5, 3, 2), mode
+        assert [f["file"] for f in r["skipped_files"]] == [str(tmp_path / f"{wnids[i]}_{i}.JPEG") for i in (2, 4)]
         logits = np.load(tmp_path / f"{mode}.npy")
         assert np.isnan(logits[[2, 4]]).all() and np.isfinite(logits[[0, 1, 3]]).all()
     torch_run = eval_json(ckpt, "--data", tmp_path, "--input-size", 32, "--save-logits", tmp_path / "t.npy")
@@ -142,6 +143,10 @@ def test_unreadable_images_are_counted_and_skipped_or_fail_with_strict(imagenet_
     np.testing.assert_allclose(np.load(tmp_path / "t.npy")[[0, 1, 3]], np.load(tmp_path / "pil.npy")[[0, 1, 3]], atol=1e-4)
     strict = cli("eval", out / "model.tflite", "--data", tmp_path, "--strict", "-q")
     assert strict.exit_code == 2 and strict.stderr.startswith("error: unreadable image"), strict.output
+    assert f"{wnids[2]}_2.JPEG" in strict.stderr and "function_node" not in strict.stderr
+    for mode in ("pil", "tf"):  # the first unreadable file is named, whichever pipeline read it
+        strict = cli("eval", out / "model.tflite", "--data", tmp_path, "--strict", "-q", "--preprocess", mode)
+        assert strict.stderr.count("\n") == 1 and f"{wnids[2]}_2.JPEG" in strict.stderr, strict.stderr
 
 
 def test_eval_prints_progress_and_a_summary(imagenet_model, tmp_path):
@@ -186,7 +191,7 @@ def test_eval_errors_are_one_line_exit_2(case, imagenet_model, digits, tmp_path)
     assert len(lines) == 1 and re.search(message, lines[0]), lines
 
 
-@pytest.mark.skipif(not SAMPLE.is_dir(), reason="needs /work/shared/fixtures/imagenet-sample")
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"needs the ImageNet sample at {SAMPLE}")
 def test_parity_from_checkpoint_on_imagenet_sample(imagenet_model):
     ckpt, _ = imagenet_model
     result = cli("parity", ckpt, "--images", SAMPLE, "--n", 12, "--input-size", 32, "--json", "-q")

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from converters.convert import ConvertOptions, convert
-from converters.exporters import tflite_interpreter, tflite_op_histogram
+from amc_tf.tflite_io import load_interpreter
+from converters.exporters import tflite_op_histogram
 
 BN = ("gamma", "beta", "moving_mean", "moving_variance")
 
@@ -95,7 +96,7 @@ def test_tflite_op_histogram(converted, family, expected):
 @pytest.mark.parametrize("family", ["v1", "v2"])
 def test_tflite_io(converted, family):
     outdir, _, _, spec = converted[family]
-    interp = tflite_interpreter(outdir / "model.tflite")
+    interp = load_interpreter(outdir / "model.tflite")
     (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
     assert list(inp["shape"]) == [1, 224, 224, 3] and inp["dtype"] == np.float32
     assert list(out["shape"]) == [1, spec.num_classes] and out["dtype"] == np.float32

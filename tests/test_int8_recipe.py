@@ -38,9 +38,9 @@ def recipe(v2):
 
 
 def _interp(data):
-    from converters.exporters import tflite_interpreter
+    from amc_tf.tflite_io import load_interpreter
 
-    return tflite_interpreter(data, delegates=False)
+    return load_interpreter(data, delegates=False)
 
 
 def test_bias_correction_is_the_numpy_expectation(v2, recipe):

@@ -95,7 +95,7 @@ def test_tf_crop_batches_like_single_images():
     np.testing.assert_array_equal(batch, single)
 
 
-@pytest.mark.skipif(not SAMPLE.is_dir(), reason="needs /work/shared/fixtures/imagenet-sample")
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"needs the ImageNet sample at {SAMPLE}")
 def test_tf_vs_pil_on_imagenet_sample():
     import tensorflow as tf
 

@@ -52,9 +52,9 @@ def _write(tmp_path, name, data):
 
 
 def _interp(path):
-    from converters.exporters import tflite_interpreter
+    from amc_tf.tflite_io import load_interpreter
 
-    return tflite_interpreter(path, delegates=False)
+    return load_interpreter(path, delegates=False)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from amc_tf.cli import emit_json, handle_errors
+from amc_tf.commands.options import FiniteFloat
 from amc_tf.errors import AmcError, RunFailedError
 
 
@@ -29,26 +30,62 @@ def _protocol(**kw):
         raise AmcError(str(exc)) from None
 
 
+def _model_file(model: str) -> Path:
+    """MODEL as a .tflite path: a file, or a conversion OUTDIR (its model.tflite)."""
+    p = Path(model)
+    if p.is_dir():
+        tflite = p / "model.tflite"
+        if not tflite.is_file():
+            raise AmcError(f"{model} is a folder without model.tflite; give a .tflite file or a conversion OUTDIR")
+        return tflite
+    return p
+
+
+def default_name(model: str) -> str:
+    """The log name of MODEL: an OUTDIR, or the model.tflite / model_fp32.tflite that
+    `convert` writes, is named after its folder (`out/a` -> `a`, `out/a/model_fp32.tflite`
+    -> `a_fp32`); any other file by its stem."""
+    p = Path(model)
+    if p.is_dir():
+        return Path(os.path.abspath(p)).name
+    folder = Path(os.path.abspath(p)).parent.name
+    if p.stem in ("model", "model_fp32") and folder:
+        return folder + p.stem[len("model"):]
+    return p.stem
+
+
 def _names(models: tuple[str, ...], name: str | None) -> list[str]:
     from benchmarks.runlog import check_name
 
     if name and len(models) != 1:
         raise AmcError("--name needs exactly one MODEL (the default name is each model's file stem)")
-    names = [name] if name else [Path(m).stem for m in models]
+    names = [name] if name else [default_name(m) for m in models]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise AmcError(f"two models would share the log name {dup[0]!r}; benchmark them separately with --name")
     return [check_name(n) for n in names]
 
 
+def _fresh_logdir(root: Path) -> Path:
+    """logs/<YYYYmmdd-HHMMSS>[-N]: each bench call without --logdir gets a folder of its own."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    cand, n = root / stamp, 2
+    while cand.exists():
+        cand, n = root / f"{stamp}-{n}", n + 1
+    return cand
+
+
 @click.command("bench")
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("models", nargs=-1, required=True, type=click.Path())
 @click.option("--target", type=click.Choice(["local", "adb"]), default="local", show_default=True,
               help="local: this machine (in-process LiteRT, or --benchmark-binary); adb: Android device(s).")
 @click.option("--serial", "serials", multiple=True, metavar="S",
               help="adb device serial; repeat for several devices (they run in parallel).")
-@click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
-              help="benchmark_model to run (host build for local, Android build for adb).")
+@click.option("--benchmark-binary", default=None, metavar="PATH|NAME",
+              help="benchmark_model to run (host build for local: a bare name is looked up on PATH, ./bm is a "
+                   "path; Android build for adb).")
 @click.option("--adb", "adb_path", type=click.Path(dir_okay=False), default=None,
               help="adb client to use (default: $ADB, then adb on PATH).")
 @click.option("--warmup", type=int, default=100, show_default=True, help="warm-up invocations per run (exact)")
@@ -58,22 +95,29 @@ def _names(models: tuple[str, ...], name: str | None) -> list[str]:
 @click.option("--taskset", default=None, metavar="MASK", help="pin to the CPUs of a hex mask, e.g. f0 (big cores)")
 @click.option("--delegate", type=click.Choice(["xnnpack", "none", "gpu", "nnapi"]), default="xnnpack",
               show_default=True, help="gpu and nnapi only with --target adb")
-@click.option("--logdir", type=click.Path(file_okay=False), default="logs", show_default=True)
+@click.option("--logdir", type=click.Path(file_okay=False), default=None,
+              help="where the logs go [default: a new folder logs/<date>-<time> for each call]")
+@click.option("--run-timeout", type=FiniteFloat(low=0, low_open=True), default=None, metavar="SECONDS",
+              help="stop a run after this long and report it timed out (exit 3) [default: 120 s + 2 s per "
+                   "warm-up or timed invocation]")
 @click.option("--name", default=None, help="log name (default: the model's file stem)")
 @click.option("--baseline", default=None, help="add each model's latency ratio to this model (by name)")
 @click.option("--cleanup", is_flag=True, help="adb: remove the pushed binary and models afterwards")
 @click.option("--force", is_flag=True, help="replace existing logs of the same name")
 @click.option("--json", "as_json", is_flag=True, help="emit runs and summary as JSON on stdout")
+@click.option("-q", "--quiet", is_flag=True, help="no progress on stderr")
 @handle_errors
 def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, repeats, threads, taskset,
-          delegate, logdir, name, baseline, cleanup, force, as_json):
+          delegate, logdir, run_timeout, name, baseline, cleanup, force, as_json, quiet):
     """Benchmark TFLite MODELs with the Pixel-1 protocol (defaults: 1 thread, 100 warm-up +
-    200 timed invocations, 3 runs). Each run leaves LOGDIR/<name>_run<k>.txt in
-    benchmark_model's format; the summary is the mean of the runs' averages."""
+    200 timed invocations, 3 runs). MODEL is a .tflite or a conversion OUTDIR (its
+    model.tflite, logged under the folder's name). Each run leaves LOGDIR/<name>_run<k>.txt
+    in benchmark_model's format; the summary is the mean of the runs' averages."""
     from benchmarks.runlog import check_model, claim_logdir, existing_logs
 
+    say = (lambda _msg: None) if quiet else _progress
     protocol = _protocol(warmup=warmup, runs=runs, repeats=repeats, threads=threads, delegate=delegate,
-                         taskset=taskset)
+                         taskset=taskset, run_timeout=run_timeout)
     if target == "local":
         if serials:
             raise AmcError("--serial is only for --target adb")
@@ -86,9 +130,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
     elif not benchmark_binary:
         raise AmcError("--target adb needs --benchmark-binary (an Android build of benchmark_model)")
 
-    paths = [check_model(m) for m in models]
+    paths = [check_model(_model_file(m)) for m in models]
     names = _names(models, name)
-    logdir = Path(logdir)
+    logdir = Path(logdir) if logdir else _fresh_logdir(Path("logs"))
     if baseline and not (baseline in names or baseline.split("@")[0] in names or existing_logs(logdir, baseline)):
         raise AmcError(f"--baseline {baseline!r} is neither one of the models benchmarked now "
                        f"({', '.join(names)}) nor has logs in {logdir}")
@@ -97,10 +141,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
         from benchmarks.local import bench_local, check_binary
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
-        if binary and not os.access(binary, os.X_OK):
-            raise AmcError(f"benchmark binary is not executable: {binary} (chmod +x it)")
         claim_logdir(logdir, names, force)
-        records = [bench_local(p, n, protocol, logdir, binary=binary, progress=_progress) for p, n in zip(paths, names)]
+        say(f"logs in {logdir}/")
+        records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
         log_names = names
         lost: list[str] = []
     else:
@@ -108,8 +151,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
 
         outcome = bench_android(list(zip(names, paths)), protocol, logdir, serials=list(serials),
                                 binary=Path(benchmark_binary), adb=adb_path, cleanup=cleanup, force=force,
-                                progress=_progress)
+                                progress=say)
         records, log_names, lost = outcome.records, outcome.log_names, outcome.errors
+        say(f"logs in {logdir}/")
 
     _report(logdir, log_names, records, baseline, as_json, lost)
 
@@ -146,6 +190,7 @@ def parse(file, as_json):
     p = Path(file)
     if not p.is_file():
         raise AmcError(f"log not found: {p}")
+    _check_text(p)
     r = parse_file(p)
     if as_json:
         emit_json(r.as_dict())
@@ -153,6 +198,18 @@ def parse(file, as_json):
         click.echo(_describe(r), nl=False)
     if not r.ok:
         raise RunFailedError(f"{p.name}: {r.error}")
+
+
+def _check_text(p: Path) -> None:
+    """Refuse a binary file (a .tflite, an image, ...) as bad input, before parsing it as a log."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(65536)
+    except OSError as exc:
+        raise AmcError(f"cannot read {p}: {exc.strerror}") from None
+    if b"\0" in head:
+        what = " (a TFLite model)" if head[4:8] == b"TFL3" else ""
+        raise AmcError(f"{p} is a binary file{what}, not a benchmark_model log")
 
 
 def _describe(r) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from amc_tf.commands.options import BN_EPS
 from amc_tf.cli import emit_json, handle_errors
 from amc_tf.errors import AmcError
 from amc_tf.profiles import PROFILE_NAMES
@@ -24,7 +25,7 @@ def _progress(quiet: bool):
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), help="Assert the checkpoint has this AMC profile's channels.")
 @click.option("--activation", type=click.Choice(["relu", "relu6"]),
               help="Override the activation (default: ReLU for V1 as in AMC's code, ReLU6 for V2).")
-@click.option("--bn-eps", type=float, default=1e-5, show_default=True, help="BatchNorm epsilon of the source model.")
+@click.option("--bn-eps", type=BN_EPS, default=1e-5, show_default=True, help="BatchNorm epsilon of the source model.")
 @click.option("--input-size", type=click.IntRange(32, 1024),
               help="Input height and width [default: 224, or an ONNX model's fixed input size].")
 @click.option("--export", "exports", multiple=True, type=click.Choice(["onnx"]),

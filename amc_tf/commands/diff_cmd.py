@@ -6,6 +6,7 @@ import os
 
 import click
 
+from amc_tf.commands.options import BN_EPS
 from amc_tf.cli import emit_json, handle_errors
 from amc_tf.errors import AmcError
 
@@ -64,7 +65,7 @@ def image_inputs(directory: str, spec, limit: int):
               help="Largest relative error (max|err| / max|reference|) a layer may have; exit 1 beyond it.")
 @click.option("--input-size", type=click.IntRange(32, 1024), default=None,
               help="Input height and width, for a CHECKPOINT  [default: 224]")
-@click.option("--bn-eps", type=float, default=None, help="BatchNorm epsilon of a CHECKPOINT  [default: 1e-5]")
+@click.option("--bn-eps", type=BN_EPS, default=None, help="BatchNorm epsilon of a CHECKPOINT  [default: 1e-5]")
 @click.option("--activation", type=click.Choice(["relu", "relu6"]), default=None,
               help="Override a CHECKPOINT's activation (as in convert).")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")

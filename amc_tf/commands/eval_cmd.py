@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from amc_tf.commands.options import NON_NEGATIVE
 from amc_tf.cli import emit_json, handle_errors
 from amc_tf.errors import AmcError
 
@@ -75,17 +76,13 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
     Example:
       amc-tf eval out/0.5flops/model.tflite --data /data/imagenet/val --threads 4
     """
-    import os
-
     from amc_tf.data import open_dataset
-    from amc_tf.errors import OutputExistsError
+    from amc_tf.evaluate import evaluate, needs_tensorflow, open_model
 
-    if save_logits and os.path.exists(save_logits) and not force:
-        raise OutputExistsError(f"{save_logits} exists; pass --force to replace it")
+    logits_path = _check_logits_path(save_logits, force) if save_logits else None
     dataset = open_dataset(data_dir, ground_truth)
-    _set_tf_threads(threads)
-    from amc_tf.evaluate import evaluate, open_model, save_logits as write_logits
-
+    if needs_tensorflow(model, backend, mode, dataset):
+        _set_tf_threads(threads)
     backend_model = open_model(model, backend, threads=threads, input_size=input_size)
     show = _progress_line(not quiet)
     last = []
@@ -98,17 +95,52 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
                               labels_offset=labels_offset, strict=strict, input_size=input_size, progress=progress)
     if last:
         show(last[0], final=True)
-    if save_logits:
-        write_logits(save_logits, logits)
+    for item in result["skipped_files"]:
+        click.echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)
+    if logits_path:
         result["logits_file"] = save_logits
+    # the figures first: a failure to write the logits must not lose them
     if as_json:
         emit_json(result)
-        return
-    click.echo(f"{model} [{result['backend']}, {mode} preprocessing] on {data_dir} ({result['data']['layout']})")
-    click.echo(f"  top-1 {result['top1']:.2%} ({result['correct_top1']}/{result['evaluated']})  "
-               f"top-5 {result['top5']:.2%} ({result['correct_top5']}/{result['evaluated']})")
-    click.echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "
-               f"{result['images_per_s']} images/s")
+    else:
+        click.echo(f"{model} [{result['backend']}, {mode} preprocessing] on {data_dir} ({result['data']['layout']})")
+        click.echo(f"  top-1 {result['top1']:.2%} ({result['correct_top1']}/{result['evaluated']})  "
+                   f"top-5 {result['top5']:.2%} ({result['correct_top5']}/{result['evaluated']})")
+        click.echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "
+                   f"{result['images_per_s']} images/s")
+    if logits_path:
+        _write_logits(logits_path, logits)
+
+
+def _check_logits_path(path: str, force: bool):
+    """Validate --save-logits before any work: create its folder, refuse an existing file
+    without --force, a directory, or a folder that cannot be written."""
+    import os
+    from pathlib import Path
+
+    from amc_tf.errors import OutputExistsError
+
+    p = Path(path)
+    if p.is_dir():
+        raise AmcError(f"--save-logits {path} is a directory; give a file name such as {p / 'logits.npy'}")
+    if p.exists() and not force:
+        raise OutputExistsError(f"{path} exists; pass --force to replace it")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AmcError(f"--save-logits {path}: cannot create its folder {p.parent}: {exc.strerror}") from None
+    if not os.access(p.parent, os.W_OK):
+        raise AmcError(f"--save-logits {path}: folder {p.parent} is not writable")
+    return p
+
+
+def _write_logits(path, logits) -> None:
+    from amc_tf.evaluate import save_logits as write_logits
+
+    try:
+        write_logits(str(path), logits)
+    except OSError as exc:
+        raise AmcError(f"cannot write --save-logits {path}: {exc.strerror or exc} (the figures above are complete)") from None
 
 
 def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_size: int | None,
@@ -141,7 +173,7 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Images to compare on (any layout eval reads; default: seeded synthetic images).")
 @click.option("--n", "n", type=click.IntRange(1), default=100, show_default=True, help="Number of images.")
-@click.option("--max-diff", type=float, default=1e-3, show_default=True, help="Largest allowed |logit difference|.")
+@click.option("--max-diff", type=NON_NEGATIVE, default=1e-3, show_default=True, help="Largest allowed |logit difference|.")
 @click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)

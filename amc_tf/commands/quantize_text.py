@@ -32,6 +32,10 @@ def quantization_lines(report: dict) -> list[str]:
     if cal:
         where = "synthetic random pixels" if cal["source"] == "synthetic" else cal["source"]
         lines.append(f"  calibrated on {cal['images']} images ({where})")
+        if cal.get("unreadable"):  # why fewer than --calibration-size
+            names = ", ".join(cal.get("unreadable_files", [])) or "not named"
+            lines.append(f"  {cal['unreadable']} of the {cal['requested']} requested calibration images were "
+                         f"unreadable and skipped: {names}")
     vs = q.get("vs_fp32", {})
     if vs.get("skipped"):
         lines.append("  comparison with fp32 skipped (--no-verify)")

@@ -1,0 +1,269 @@
+"""Build a latency LUT: the grid, the timing loop (resumable), the calibration.
+
+The grid covers every pruning of the standard MobileNetV1/V2 (width 1.0) at the given input
+size: for each table (layer kind x input resolution, see `latency_lut.layer_plan`) its axes
+run from 1 channel to 1.25x the widest the standard network has there, on a geometric-ish
+ladder; past that the LUT extrapolates linearly. Every point is written to
+`<output>.partial.json` (atomically, at least every few seconds and on interruption), and a
+build finds it and goes on from there. At the end a few random whole networks (not the AMC
+profiles, not the evaluation's prunings) are timed to fit one scale per family (see
+`latency_lut`), and the LUT replaces the partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from amc_tf.errors import AmcError, OutputExistsError
+from amc_tf.netspec import V1, V2, NetSpec, make_blocks
+from amc_tf.profiles import profile_spec
+from benchmarks.latency_lut import ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, LatencyLut, Table, layer_plan, table_name
+from benchmarks.runlog import atomic_write
+
+HEADROOM = 1.25
+# Past one alignment period (64) every ladder value is a multiple of it (see latency_lut.align_factor);
+# below it the ladders are dense, since vector tiles make small widths a staircase: every count for
+# depthwise convs (one axis, cheap), both ends of each run of 8 for a 1x1 conv's output channels.
+_BIG = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+LADDER_CIN = (1, 8, 16, 32, 64) + _BIG
+LADDER_COUT = (1,) + tuple(c for k in range(8, 64, 8) for c in (k, k + 1)) + (64,) + _BIG
+LADDER_1D = tuple(range(1, 65)) + (128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 2048)
+CLASSES = (1, 16, 128, 512, 1000, 1001)
+STANDARD = {V1: "1.0", V2: "v2-1.0"}
+FAMILY_ALIASES = {"v1": V1, "v2": V2, V1: V1, V2: V2}
+CALIBRATION_SEEDS = (101, 102, 103, 104)
+CAL_ROUNDS = 5
+
+
+def parse_families(text: str) -> list[str]:
+    out = []
+    for part in text.split(","):
+        key = part.strip().lower()
+        if key not in FAMILY_ALIASES:
+            raise AmcError(f"--family wants v1, v2 or both (v1,v2), got {part.strip()!r}")
+        if FAMILY_ALIASES[key] not in out:
+            out.append(FAMILY_ALIASES[key])
+    return out
+
+
+def _axis(top: int, ladder, tiny: bool) -> list[int]:
+    top = max(1, math.ceil(top * HEADROOM))
+    if top > ALIGN_PERIOD:
+        top = -(-top // ALIGN_PERIOD) * ALIGN_PERIOD
+    if tiny:
+        return sorted({1, top})
+    if ladder is None:  # every channel count
+        return list(range(1, top + 1))
+    return [v for v in ladder if v < top] + [top]
+
+
+def grid_plan(families: list[str], input_size: int, tiny: bool = False) -> dict[str, dict]:
+    """{table name: {kind, res, cin: axis, cout: axis}} covering the families at this input size."""
+    widest: dict[str, list] = {}
+    for fam in families:
+        spec = profile_spec(STANDARD[fam]).with_changes(input_size=input_size)
+        for p in layer_plan(spec):
+            kind, res = p["table"].rsplit("@", 1)
+            cur = widest.setdefault(p["table"], [kind, int(res), 0, 0])
+            cur[2], cur[3] = max(cur[2], p["cin"]), max(cur[3], p["cout"])
+            if p["residual"]:
+                add = widest.setdefault(table_name("add", p["out_size"]), ["add", p["out_size"], 0, 0])
+                add[2] = max(add[2], p["cout"])
+    plan = {}
+    for name, (kind, res, cin, cout) in sorted(widest.items()):
+        if kind == "pointwise":
+            axes = (_axis(cin, LADDER_CIN, tiny), _axis(cout, LADDER_COUT, tiny))
+        elif kind == "head":
+            axes = (_axis(cin, LADDER_CIN, tiny), [1, 1001] if tiny else list(CLASSES))
+        elif kind.startswith("conv"):
+            axes = ([3], _axis(cout, None, tiny))
+        else:  # depthwise, add: one axis
+            axes = (_axis(cin, LADDER_1D if kind.startswith("depthwise") else LADDER_CIN, tiny), [0])
+        plan[name] = {"kind": kind, "res": res, "cin": axes[0], "cout": axes[1]}
+    return plan
+
+
+def align_probe(t: dict) -> tuple[int, int]:
+    """(fixed cin, first swept count) of a table's alignment probe: mid-range on both axes."""
+    axis = t["cout"] if ALIGNED_AXIS[t["kind"]] == "cout" else t["cin"]
+    base = ALIGN_PERIOD * max(1, round(axis[-1] / (2 * ALIGN_PERIOD)))
+    cin = min(t["cin"], key=lambda c: abs(c - t["cin"][-1] / 2)) if ALIGNED_AXIS[t["kind"]] == "cout" else 0
+    return cin, base
+
+
+def plan_points(plan: dict, tiny: bool = False) -> list[tuple[str, str, int, int, int]]:
+    """Every point to time: (key, kind, res, cin, cout): the empty model, every table's grid,
+    then (full grid only) each aligned table's probe: every count over one alignment period."""
+    pts = [("null", "null", 1, 1, 1)]
+    for name, t in plan.items():
+        for cin in t["cin"]:
+            for cout in t["cout"]:
+                pts.append((f"{name}:{cin}x{cout}", t["kind"], t["res"], cin, cout))
+    for name, t in plan.items():
+        aligned = t["kind"] in ALIGNED_AXIS and (t["cout"] if ALIGNED_AXIS[t["kind"]] == "cout" else t["cin"])
+        if tiny or not aligned or aligned[-1] < 2 * ALIGN_PERIOD:
+            continue  # no layer there is wide enough for the correction to apply
+        cin, base = align_probe(t)
+        for r in range(ALIGN_PERIOD + 1):
+            c = base + r
+            pts.append((f"align:{name}:{r}", t["kind"], t["res"], cin or c, c))
+    return pts
+
+
+def calibration_specs(families: list[str], input_size: int) -> list[NetSpec]:
+    """Random prunings (each layer 35-100 % of the standard width) with fixed seeds."""
+    out = []
+    for fam in families:
+        std = profile_spec(STANDARD[fam])
+        for seed in CALIBRATION_SEEDS:
+            out.append(random_pruning(std, seed).with_changes(input_size=input_size))
+    return out
+
+
+def random_pruning(std: NetSpec, seed: int, low: float = 0.35) -> NetSpec:
+    """Each layer of a standard net kept at a random 35-100 % of its width (V2 stages share a width)."""
+    rng = np.random.default_rng(seed)
+
+    def keep(c):
+        return max(1, int(round(c * rng.uniform(low, 1.0))))
+
+    stem = keep(std.stem_ch)
+    if std.family == V1:
+        widths = [(None, keep(b.out_ch)) for b in std.blocks]
+        return std.with_changes(stem_ch=stem, blocks=make_blocks(V1, widths, stem))
+    widths, stage_out = [], {}
+    for b in std.blocks:
+        out = stage_out.setdefault(b.out_ch, keep(b.out_ch))
+        widths.append((None if b.expand_ch is None else keep(b.expand_ch), out))
+    return std.with_changes(stem_ch=stem, blocks=make_blocks(V2, widths, stem), last_ch=keep(std.last_ch))
+
+
+class _Partial:
+    """The resumable state: settings + measured points, written atomically."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path, self.header = path, header
+        self.points: dict[str, float] = {}
+        self.calibration: dict[str, dict] = {}
+        self._saved = time.monotonic()
+
+    def load(self, force: bool) -> int:
+        if not self.path.exists():
+            return 0
+        try:
+            old = json.loads(self.path.read_text())
+        except ValueError:
+            old = None
+        if not old or old.get("header") != self.header:
+            if not force:
+                raise AmcError(f"{self.path} holds a partial build with other settings (target, grid or size); "
+                               "remove it, or pass --force to start over")
+            return 0
+        self.points = {k: float(v) for k, v in old.get("points", {}).items()}
+        self.calibration = dict(old.get("calibration", {}))
+        return len(self.points)
+
+    def save(self, every_s: float = 0.0) -> None:
+        if time.monotonic() - self._saved < every_s:
+            return
+        atomic_write(self.path, json.dumps({"format": FORMAT + "-partial", "header": self.header,
+                                            "points": self.points, "calibration": self.calibration}))
+        self._saved = time.monotonic()
+
+
+def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny: bool = False,
+              calibrate: bool = True, force: bool = False, progress=None, save_every_s: float = 2.0) -> LatencyLut:
+    """Time every grid point (resuming from `<out>.partial.json`), calibrate, write `out`.
+
+    `progress(done, total, label)` is called after each point; it may raise (e.g.
+    KeyboardInterrupt): the partial file is saved first."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} exists; pass --force to replace it")
+    fingerprint = timer.fingerprint()
+    plan = grid_plan(families, input_size, tiny)
+    points = plan_points(plan, tiny)
+    cal_specs = calibration_specs(families, input_size) if calibrate else []
+    header = {"fingerprint": fingerprint, "input_size": input_size, "families": families, "tiny": tiny,
+              "calibrate": calibrate, "plan": plan}
+    partial = _Partial(out.with_name(out.name + ".partial.json"), header)
+    resumed = partial.load(force)
+    total = len(points) + CAL_ROUNDS * len(cal_specs)
+    say = progress or (lambda *_a: None)
+    t_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="amc-lut-") as tmp:
+        try:
+            from benchmarks.latency_timers import layer_tflite, network_tflite
+
+            done = 0
+            for key, kind, res, cin, cout in points:
+                if key not in partial.points:
+                    path = Path(tmp) / "layer.tflite"
+                    path.write_bytes(layer_tflite(kind, res, cin, cout))
+                    partial.points[key] = round(timer.time_model(path), 3)
+                    partial.save(save_every_s)
+                    say(done + 1, total, key)  # resumed points are not reported: the ETA counts measured ones
+                done += 1
+            for rnd in range(CAL_ROUNDS):  # round-robin, so a burst of load spoils one round, not a model
+                for i, spec in enumerate(cal_specs):
+                    key = f"{spec.family}#{i}"
+                    entry = partial.calibration.setdefault(key, {"spec": spec.to_dict(), "rounds_us": []})
+                    if len(entry["rounds_us"]) <= rnd:
+                        path = Path(tmp) / f"net{i}.tflite"
+                        if not path.exists():
+                            path.write_bytes(network_tflite(spec, seed=i))
+                        entry["rounds_us"].append(round(timer.time_model(path, 0.4), 2))
+                        partial.save(0.0)
+                        say(done + 1, total, f"calibration {key} ({rnd + 1}/{CAL_ROUNDS})")
+                    done += 1
+        finally:
+            partial.save(0.0)
+    lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
+    lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
+                     "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    lut.save(out)
+    partial.path.unlink(missing_ok=True)
+    return lut
+
+
+def assemble(points: dict, calibration: dict, plan: dict, fingerprint: dict, input_size: int,
+             families: list[str]) -> LatencyLut:
+    overhead = points["null"]
+    tables = {}
+    for name, t in plan.items():
+        us = [[max(0.0, round(points[f"{name}:{ci}x{co}"] - overhead, 3)) for co in t["cout"]] for ci in t["cin"]]
+        tables[name] = Table(t["kind"], t["res"], [float(c) for c in t["cin"]], [float(c) for c in t["cout"]], us,
+                             _align_ratios(points, name, overhead))
+    lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead)
+    scale, rows = {}, []
+    for fam in families:
+        ratios = []
+        for key, c in sorted(calibration.items()):
+            spec = NetSpec.from_dict(c["spec"])
+            if spec.family == fam and c["rounds_us"]:
+                measured = min(c["rounds_us"])  # the least disturbed round
+                raw = (lut.predict(spec) * 1000.0 - overhead)
+                ratios.append((measured - overhead) / raw)
+                rows.append({"model": key, "channels": spec.channels(), "measured_us": measured,
+                             "rounds_us": c["rounds_us"], "uncalibrated_us": round(raw + overhead, 2)})
+        if ratios:  # the median: one model measured under a burst of load does not move it
+            scale[fam] = round(statistics.median(ratios), 4)
+    lut.scale = scale
+    lut.meta["calibration"] = rows
+    return lut
+
+
+def _align_ratios(points: dict, name: str, overhead: float) -> list[float] | None:
+    probe = [points.get(f"align:{name}:{r}") for r in range(ALIGN_PERIOD + 1)]
+    if any(v is None for v in probe):
+        return None
+    probe = [max(v - overhead, 1e-3) for v in probe]
+    lo, hi = probe[0], probe[ALIGN_PERIOD]
+    return [1.0] + [round(probe[r] / (lo + (hi - lo) * r / ALIGN_PERIOD), 4) for r in range(1, ALIGN_PERIOD)]

@@ -1,0 +1,252 @@
+"""A per-layer latency lookup table (LUT): predict a pruned MobileNet's latency from timings
+of its layers measured alone, without building or running the network.
+
+The LUT holds tables keyed by layer kind and input resolution (`pointwise@56`,
+`depthwise_s2@112`, ...), each a grid over (cin, cout) (one axis for depthwise and adds)
+of per-invocation times in microseconds (the target's timer decides the statistic; locally
+the lower quintile). A layer's time is the bilinear interpolation of its table at its
+exact channel counts (linear extrapolation past the grid's ends), times the table's
+channel-alignment ratio (`align_factor`). Bilinear is the natural interpolant here: a 1x1
+conv costs about a + b*cin + c*cout + d*cin*cout, which it reproduces exactly between grid
+points.
+
+A network's prediction is `overhead + scale * sum(layer times)`: the overhead is one
+invocation's fixed cost (measured on a near-empty model, and subtracted from every
+point), the scale is fitted at build time on a few whole models (cache effects and
+fusions a single layer cannot show). Nothing here imports TensorFlow; a prediction
+costs about 0.1-0.3 ms once the LUT is loaded:
+
+    from benchmarks.latency_lut import load_lut
+    lut = load_lut("lut.json")
+    ms = lut.predict(spec)          # a NetSpec or a Network
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amc_tf.errors import AmcError
+from amc_tf.netspec import NetSpec
+
+FORMAT = "amc-tf-latency-lut"
+VERSION = 1
+# Fingerprint fields that must match for a LUT to describe the target a prediction is for.
+FINGERPRINT_KEYS = ("target", "cpu", "device", "runtime", "threads", "delegate")
+
+
+class LutError(AmcError):
+    """The LUT file is unreadable, from another target, or does not cover the network."""
+
+
+def table_name(kind: str, res: int) -> str:
+    return f"{kind}@{res}"
+
+
+def layer_plan(spec: NetSpec) -> list[dict]:
+    """Each conv of `spec` (execution order, as `flops.layer_table`) with the table that times it.
+
+    Keys: name, role, op, table, cin, cout, in_size, out_size, macs, residual. A V2 residual
+    add is timed with its block's project conv; global pooling with the logits layer.
+    """
+    plan, size = [], spec.input_size
+    for layer in spec.layers():
+        if layer.role == "logits":
+            macs = layer.cin * layer.cout
+            plan.append(dict(name=layer.scope, role="logits", op="avgpool+fc", table=table_name("head", size),
+                             cin=layer.cin, cout=layer.cout, in_size=size, out_size=1, macs=macs, residual=False))
+            continue
+        pad = (layer.kernel - 1) // 2
+        out = (size + 2 * pad - layer.kernel) // layer.stride + 1
+        residual = layer.role == "project" and spec.blocks[layer.block].residual
+        if layer.depthwise:
+            op, kind = f"dwconv3x3/s{layer.stride}", f"depthwise_s{layer.stride}"
+            macs = 9 * layer.cout * out * out
+        elif layer.kernel == 1:
+            op, kind = "conv1x1" + ("+add" if residual else ""), "pointwise"
+            macs = layer.cin * layer.cout * out * out
+        else:
+            op, kind = f"conv{layer.kernel}x{layer.kernel}/s{layer.stride}", f"conv{layer.kernel}x{layer.kernel}_s{layer.stride}"
+            macs = layer.kernel * layer.kernel * layer.cin * layer.cout * out * out
+        plan.append(dict(name=layer.scope, role=layer.role, op=op, table=table_name(kind, size), cin=layer.cin,
+                         cout=layer.cout, in_size=size, out_size=out, macs=macs, residual=residual))
+        size = out
+    return plan
+
+
+def _segment(axis: list[float], x: float) -> tuple[int, float]:
+    """(i, t): x lies at fraction t between axis[i] and axis[i+1] (t outside [0,1] extrapolates)."""
+    if len(axis) == 1:
+        return 0, 0.0
+    i = min(max(bisect_right(axis, x) - 1, 0), len(axis) - 2)
+    return i, (x - axis[i]) / (axis[i + 1] - axis[i])
+
+
+ALIGN_PERIOD = 64
+# The axis of each table kind whose channel count's alignment changes the kernels' speed.
+ALIGNED_AXIS = {"pointwise": "cout", "depthwise_s1": "cin", "depthwise_s2": "cin"}
+
+
+def align_factor(ratios: list[float] | None, c: int) -> float:
+    """Vector kernels process channels in tiles: a count just past a tile boundary can run a
+    slower kernel for the whole layer. `ratios[r]` is the measured time of a layer with
+    64k + r channels over the straight line between 64k and 64k + 64 (ratios[0] == 1);
+    grid points past one period are multiples of it, so they need no correction."""
+    if ratios is None or c < ALIGN_PERIOD:
+        return 1.0
+    return ratios[int(c) % ALIGN_PERIOD]
+
+
+@dataclass
+class Table:
+    """Times (us) over a grid: `us[i][j]` at (cin[i], cout[j]); 1-axis tables have cout == [0]."""
+
+    kind: str
+    res: int
+    cin: list[float]
+    cout: list[float]
+    us: list[list[float]]
+    align: list[float] | None = None  # per-residue ratios on ALIGNED_AXIS[kind], see align_factor
+
+    def __call__(self, cin: float, cout: float = 0.0) -> float:
+        i, t = _segment(self.cin, cin)
+        j, u = _segment(self.cout, cout)
+        row0, row1 = self.us[i], self.us[i + 1] if len(self.cin) > 1 else self.us[i]
+        if len(self.cout) == 1:
+            v = row0[0] + t * (row1[0] - row0[0])
+        else:
+            a = row0[j] + u * (row0[j + 1] - row0[j])
+            b = row1[j] + u * (row1[j + 1] - row1[j])
+            v = a + t * (b - a)
+        if self.align is not None:
+            v *= align_factor(self.align, cout if ALIGNED_AXIS.get(self.kind) == "cout" else cin)
+        return v if v > 0.0 else 0.0
+
+    def as_dict(self) -> dict:
+        d = {"kind": self.kind, "res": self.res, "cin": self.cin, "cout": self.cout, "us": self.us}
+        if self.align is not None:
+            d["align"] = self.align
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Table":
+        t = cls(d["kind"], int(d["res"]), [float(x) for x in d["cin"]], [float(x) for x in d["cout"]],
+                [[float(v) for v in row] for row in d["us"]],
+                [float(x) for x in d["align"]] if d.get("align") is not None else None)
+        if t.align is not None and (len(t.align) != ALIGN_PERIOD or t.kind not in ALIGNED_AXIS):
+            raise ValueError(f"table {t.kind}@{t.res}: alignment ratios need {ALIGN_PERIOD} values and an aligned kind")
+        if len(t.us) != len(t.cin) or any(len(row) != len(t.cout) for row in t.us):
+            raise ValueError(f"table {t.kind}@{t.res}: grid {len(t.cin)}x{len(t.cout)} but values do not match")
+        if any(b <= a for a, b in zip(t.cin, t.cin[1:])) or any(b <= a for a, b in zip(t.cout, t.cout[1:])):
+            raise ValueError(f"table {t.kind}@{t.res}: axes must increase")
+        return t
+
+
+@dataclass
+class LatencyLut:
+    fingerprint: dict
+    input_size: int
+    families: list[str]
+    tables: dict[str, Table]
+    overhead_us: float = 0.0
+    scale: dict[str, float] = field(default_factory=dict)  # per family, fitted on whole models
+    meta: dict = field(default_factory=dict)  # build conditions, calibration models, timings
+
+    # -- prediction ------------------------------------------------------------------
+    def _missing(self, table: str, layer: str) -> LutError:
+        return LutError(f"the LUT has no table {table} for {layer} (built for input size {self.input_size}, "
+                        f"families {', '.join(self.families)}); rebuild it with --input-size/--family "
+                        "matching the network")
+
+    def _lookup(self, p: dict) -> float:
+        table = self.tables.get(p["table"])
+        if table is None:
+            raise self._missing(p["table"], p["name"])
+        if table.kind == "head":
+            return table(p["cin"], p["cout"])
+        us = table(p["cin"], p["cout"]) if len(table.cout) > 1 else table(p["cin"])
+        if p["residual"]:
+            add = self.tables.get(table_name("add", p["out_size"]))
+            if add is None:
+                raise self._missing(table_name("add", p["out_size"]), f"the residual add of {p['name']}")
+            us += add(p["cout"])
+        return us
+
+    def predict(self, network) -> float:
+        """Predicted whole-model latency in ms of a NetSpec (or a Network: its spec)."""
+        spec = getattr(network, "spec", network)
+        total = 0.0
+        for p in layer_plan(spec):
+            total += self._lookup(p)
+        return (self.overhead_us + self.scale.get(spec.family, 1.0) * total) / 1000.0
+
+    def predict_layers(self, network) -> dict:
+        """{"predicted_ms", "layers": [{name, op, shape, macs, predicted_ms, share}]}; the
+        invocation overhead is spread over the layers in proportion, so the layers sum to the total."""
+        spec = getattr(network, "spec", network)
+        plan = layer_plan(spec)
+        raw = [self._lookup(p) for p in plan]
+        scale = self.scale.get(spec.family, 1.0)
+        total_raw = sum(raw) or 1.0
+        total_us = self.overhead_us + scale * sum(raw)
+        layers = []
+        for p, r in zip(plan, raw):
+            share = r / total_raw
+            layers.append({
+                "name": p["name"], "op": p["op"],
+                "shape": [[p["in_size"], p["in_size"], p["cin"]], [p["out_size"], p["out_size"], p["cout"]]],
+                "macs": p["macs"], "predicted_ms": round(share * total_us / 1000.0, 6), "share": round(share, 6),
+            })
+        return {"predicted_ms": round(total_us / 1000.0, 4), "layers": layers}
+
+    # -- fingerprints ----------------------------------------------------------------
+    def fingerprint_mismatch(self, current: dict) -> str | None:
+        """None when `current` (the target a prediction is for) matches the LUT; else which field differs."""
+        for key in FINGERPRINT_KEYS:
+            if key == "runtime" and current.get(key) is None:
+                continue  # unknown here (adb without the binary): not compared
+            if self.fingerprint.get(key) != current.get(key):
+                return f"{key} is {self.fingerprint.get(key)!r} in the LUT, {current.get(key)!r} here"
+        return None
+
+    # -- files -----------------------------------------------------------------------
+    def as_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint, "input_size": self.input_size,
+                "families": self.families, "overhead_us": self.overhead_us, "scale": self.scale, "meta": self.meta,
+                "tables": {name: t.as_dict() for name, t in sorted(self.tables.items())}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyLut":
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a latency LUT (format {d.get('format')!r})")
+        if d.get("version") != VERSION:
+            raise ValueError(f"LUT version {d.get('version')} is not supported (this amc-tf reads {VERSION})")
+        tables = {name: Table.from_dict(t) for name, t in d["tables"].items()}
+        return cls(dict(d["fingerprint"]), int(d["input_size"]), list(d["families"]), tables,
+                   float(d.get("overhead_us", 0.0)), {k: float(v) for k, v in d.get("scale", {}).items()},
+                   dict(d.get("meta", {})))
+
+    def save(self, path: str | os.PathLike) -> None:
+        from benchmarks.runlog import atomic_write
+
+        atomic_write(Path(path), json.dumps(self.as_dict(), indent=1) + "\n")
+
+
+def load_lut(path: str | os.PathLike) -> LatencyLut:
+    p = Path(path)
+    if not p.is_file():
+        raise LutError(f"LUT not found: {p}")
+    try:
+        return LatencyLut.from_dict(json.loads(p.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LutError(f"{p}: unreadable LUT ({exc})") from None
+
+
+def predict(network, lut: LatencyLut | str | os.PathLike) -> float:
+    """Predicted latency (ms) of a NetSpec/Network; `lut` a loaded LUT (fast) or a path."""
+    if not isinstance(lut, LatencyLut):
+        lut = load_lut(lut)
+    return lut.predict(network)

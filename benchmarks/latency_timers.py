@@ -1,0 +1,272 @@
+"""What a latency LUT build times, and how: standalone TFLite models of one layer (built
+exactly as the TF builder builds that layer in a whole network: explicit pad + VALID
+before stride-2 3x3 convs, bias, fused activation), whole random-weight networks for the
+calibration, and three timers that run them with `bench`'s runtime, threads and delegate:
+
+* `LocalTimer`: the in-process LiteRT interpreter of `bench --target local` (median of
+  the per-invocation times of one run);
+* `BinaryTimer`: a host `benchmark_model`, one invocation per point (its average);
+* `AdbTimer`: `benchmark_model` on an Android device through the adb path of `bench`
+  (the binary is pushed once, each point's model once, then run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+
+from amc_tf.errors import AmcError, RunFailedError
+from amc_tf.fileutil import sha256_file
+from amc_tf.netspec import Network, NetSpec
+from benchmarks.logparse import parse_text
+from benchmarks.protocol import Protocol
+
+
+# -- layer models ----------------------------------------------------------------------
+def layer_tflite(kind: str, res: int, cin: int, cout: int, seed: int = 0) -> bytes:
+    """A TFLite model of one layer: kind is conv3x3_s2 | depthwise_s1 | depthwise_s2 |
+    pointwise | add | head (global average pool + 1x1 conv to `cout` classes + squeeze) | null."""
+    import tensorflow as tf
+
+    from converters.exporters import tflite_from_concrete
+
+    rng = np.random.default_rng(seed)
+
+    def const(shape, fan_in):
+        return tf.constant((rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))).astype(np.float32))
+
+    if kind == "add":
+        specs = [tf.TensorSpec([1, res, res, cin], tf.float32)] * 2
+
+        @tf.function(input_signature=specs, autograph=False)
+        def f(a, b):
+            return tf.add(a, b)
+        return tflite_from_concrete(f.get_concrete_function())
+
+    if kind == "null":
+        cin, res = 1, 1
+    bias = tf.constant(np.zeros(max(cout, 1), np.float32))
+
+    def body(x):
+        if kind == "null":
+            return tf.nn.relu(x)
+        if kind == "head":
+            x = tf.nn.avg_pool2d(x, [res, res], 1, "VALID")
+            x = tf.nn.bias_add(tf.nn.conv2d(x, const([1, 1, cin, cout], cin), 1, "SAME"), bias)
+            return tf.squeeze(x, [1, 2])
+        if kind == "pointwise":
+            return tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(x, const([1, 1, cin, cout], cin), 1, "SAME"), bias))
+        m = re.fullmatch(r"(conv3x3|depthwise)_s(\d)", kind)
+        if not m:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        stride = int(m.group(2))
+        padding = "SAME"
+        if stride > 1:
+            x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+            padding = "VALID"
+        if m.group(1) == "depthwise":
+            x = tf.nn.depthwise_conv2d(x, const([3, 3, cin, 1], 9), [1, stride, stride, 1], padding)
+            bias_c = tf.constant(np.zeros(cin, np.float32))
+        else:
+            x = tf.nn.conv2d(x, const([3, 3, cin, cout], 9 * cin), stride, padding)
+            bias_c = bias
+        return tf.nn.relu(tf.nn.bias_add(x, bias_c))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, res, res, cin], tf.float32)], autograph=False)
+    def g(x):
+        return body(x)
+
+    return tflite_from_concrete(g.get_concrete_function())
+
+
+def random_network(spec: NetSpec, seed: int = 0) -> Network:
+    """Random weights of sane scale (He init, unit BatchNorm) so no layer runs on denormals."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in spec.var_shapes().items():
+        if name.endswith(("weights", "depthwise_weights")):
+            fan_in = int(np.prod(shape[:-1])) if not name.endswith("depthwise_weights") else shape[0] * shape[1]
+            weights[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        elif name.endswith(("gamma", "moving_variance")):
+            weights[name] = np.ones(shape, np.float32)
+        else:
+            weights[name] = np.zeros(shape, np.float32)
+    return Network(spec, weights, {"frontend": "random", "seed": seed})
+
+
+def network_tflite(spec: NetSpec, seed: int = 0) -> bytes:
+    from converters.exporters import tflite_bytes
+    from converters.tf_builder import build
+
+    return tflite_bytes(build(random_network(spec, seed)))
+
+
+# -- timers ----------------------------------------------------------------------------
+def _litert_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ai-edge-litert")
+    except Exception:  # noqa: BLE001 - provenance only
+        return "unknown"
+
+
+class LocalTimer:
+    """`bench --target local`'s in-process LiteRT interpreter. A point is the lower quintile of
+    its invocations: on a shared machine, a long invocation is often preempted while a short
+    one rarely is, and any mean or median would mix the machine's load into the table."""
+
+    QUANTILE = 0.2
+
+    def __init__(self, threads: int = 1, delegate: str = "xnnpack", budget_s: float = 0.08,
+                 min_runs: int = 7, max_runs: int = 200):
+        self.threads, self.delegate = threads, delegate
+        self.budget_s, self.min_runs, self.max_runs = budget_s, min_runs, max_runs
+
+    def fingerprint(self) -> dict:
+        from benchmarks.local import host_info
+
+        info = host_info()
+        return {"target": "local", "cpu": info.get("cpu", info["machine"]), "device": None,
+                "runtime": f"ai-edge-litert {_litert_version()}", "threads": self.threads, "delegate": self.delegate,
+                "machine": info["machine"], "cpus": info.get("cpus")}
+
+    def time_model(self, path: Path, budget_s: float | None = None) -> float:
+        from benchmarks.local import make_interpreter
+
+        interp = make_interpreter(str(path), self.threads, self.delegate)
+        interp.allocate_tensors()
+        rng = np.random.default_rng(0)
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], rng.uniform(-1, 1, size=tuple(d["shape"])).astype(np.float32))
+        invoke, clock = interp.invoke, time.perf_counter_ns
+        t0 = clock()
+        invoke()
+        first = clock() - t0
+        for _ in range(2 if first < 2e7 else 1):
+            invoke()
+        budget = (budget_s or self.budget_s) * 1e9
+        n = int(min(self.max_runs, max(self.min_runs, budget // max(first, 1))))
+        samples = []
+        for _ in range(n):
+            t0 = clock()
+            invoke()
+            samples.append(clock() - t0)
+        samples.sort()
+        return samples[int(self.QUANTILE * (len(samples) - 1))] / 1000.0
+
+    def close(self) -> None:
+        pass
+
+
+class BinaryTimer:
+    """A host `benchmark_model`; a point is one invocation's average."""
+
+    def __init__(self, binary: Path, protocol: Protocol):
+        self.binary, self.protocol = Path(binary), protocol
+
+    def fingerprint(self) -> dict:
+        from benchmarks.local import host_info
+
+        info = host_info()
+        return {"target": "local", "cpu": info.get("cpu", info["machine"]), "device": None,
+                "runtime": f"benchmark_model sha256:{sha256_file(self.binary)[:16]}",
+                "threads": self.protocol.threads, "delegate": self.protocol.delegate, "machine": info["machine"]}
+
+    def time_model(self, path: Path, budget_s: float | None = None) -> float:
+        from benchmarks.local import run_binary
+
+        text, rc = run_binary(self.binary, Path(path), self.protocol)
+        return _avg_us(text, rc, path)
+
+    def close(self) -> None:
+        pass
+
+
+def _avg_us(text: str, rc: int | None, path) -> float:
+    parsed = parse_text(text)
+    if rc not in (0, None) or parsed.inference_avg_us is None:
+        why = parsed.error or (f"exit code {rc}" if rc else "no result in its output")
+        raise RunFailedError(f"benchmark_model failed on {Path(path).name}: {why}")
+    return float(parsed.inference_avg_us)
+
+
+class AdbTimer:
+    """`benchmark_model` on one Android device over `bench`'s adb path (android.py)."""
+
+    def __init__(self, binary: Path, protocol: Protocol, serial: str | None, adb: str | None = None, say=None):
+        from benchmarks.android import Adb, DeviceWorker, resolve_adb, select_serials
+
+        self.client = Adb(resolve_adb(adb))
+        self.serial = select_serials(self.client, [serial] if serial else [])[0]
+        self.binary, self.protocol = Path(binary), protocol
+        if not self.binary.is_file():
+            raise AmcError(f"benchmark binary not found: {self.binary}")
+        self.worker = DeviceWorker(self.client, self.serial, protocol, Path("."), self.binary, [], cleanup=False,
+                                   say=say or (lambda _m: None))
+        self.worker.place(self.binary, self.worker.remote_binary, executable=True)
+        self._info = self.worker.info() or {}
+
+    def fingerprint(self) -> dict:
+        return {"target": "adb", "cpu": None, "device": self._info.get("model", "unknown"),
+                "runtime": f"benchmark_model sha256:{sha256_file(self.binary)[:16]}",
+                "threads": self.protocol.threads, "delegate": self.protocol.delegate,
+                "android": self._info.get("android"), "serial": self.serial}
+
+    def time_model(self, path: Path, budget_s: float | None = None) -> float:
+        from benchmarks.android import RC_MARK, REMOTE_DIR
+
+        remote = f"{REMOTE_DIR}/amc_lut_{Path(path).name}"
+        self.worker.place(Path(path), remote, executable=False)
+        rc, out, err = self.client.shell(self.serial, self.worker.command(remote), timeout=600)
+        m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
+        code = int(m.group(1)) if m else rc
+        if m:
+            out = out[: m.start()]
+        else:
+            self.worker.check_alive()
+        self.client.shell(self.serial, f"rm -f {shlex.quote(remote)}")
+        self.worker.placed = [p for p in self.worker.placed if p != remote]
+        return _avg_us(out or err, code, path)
+
+    def close(self) -> None:
+        self.client.shell(self.serial, f"rm -f {shlex.quote(self.worker.remote_binary)}")
+
+
+def make_timer(target: str, threads: int, binary: str | None = None, serial: str | None = None,
+               adb: str | None = None, say=None):
+    """The timer for a target. Over benchmark_model, few iterations per point (10 warm-up + 30)."""
+    if target == "local" and not binary:
+        return LocalTimer(threads=threads)
+    protocol = Protocol(warmup=10, runs=30, repeats=1, threads=threads)
+    if target == "local":
+        if not os.access(binary, os.X_OK):
+            raise AmcError(f"benchmark binary is not executable: {binary}")
+        return BinaryTimer(Path(binary), protocol)
+    if not binary:
+        raise AmcError("--target adb needs --benchmark-binary (an Android build of benchmark_model)")
+    return AdbTimer(Path(binary), protocol, serial, adb, say)
+
+
+def current_fingerprint(target: str, threads: int, binary: str | None = None, serial: str | None = None,
+                        adb: str | None = None) -> dict:
+    """The fingerprint of the target a prediction is for, without timing anything. Over adb
+    without --benchmark-binary the runtime cannot be known, so it is not compared."""
+    if target == "local":
+        if binary:
+            return BinaryTimer(Path(binary), Protocol(threads=threads)).fingerprint()
+        return LocalTimer(threads=threads).fingerprint()
+    from benchmarks.android import Adb, resolve_adb, select_serials
+
+    client = Adb(resolve_adb(adb))
+    chosen = select_serials(client, [serial] if serial else [])[0]
+    rc, out, _ = client.shell(chosen, "getprop ro.product.model", timeout=60)
+    fp = {"target": "adb", "cpu": None, "device": out.strip() if rc == 0 and out.strip() else "unknown",
+          "threads": threads, "delegate": "xnnpack"}
+    fp["runtime"] = f"benchmark_model sha256:{sha256_file(binary)[:16]}" if binary else None
+    return fp
