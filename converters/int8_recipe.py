@@ -281,4 +281,21 @@ def accurate_int8(model: SlimMobileNet, images: np.ndarray, io: str = "float32",
     cal = calibrate(model, images, options, progress)
     progress("converting the fake-quant graph to an int8 .tflite")
     data = fake_quant_tflite(model, cal, io)
+    _check_integer(data)
     return data, {"recipe": "accurate", "calibration_images": int(len(images)), **cal.report}
+
+
+def _check_integer(data: bytes) -> None:
+    """The converter was not told TFLITE_BUILTINS_INT8 (it refuses that without its own
+    calibration): check instead that every conv runs in an int8 kernel on int8 input and
+    that float appears only at the model's float input/output."""
+    from amc_tf.tflite_io import load_interpreter
+    from converters.quantize import int8_mac_share
+
+    interp = load_interpreter(data, delegates=False)
+    share = int8_mac_share(interp)
+    io = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
+    floats = [t["name"] for t in interp.get_tensor_details()
+              if np.dtype(t["dtype"]) == np.float32 and t["index"] not in io]
+    if share["not_int8"] or floats:
+        raise RuntimeError(f"the accurate int8 recipe left float computation: {share['not_int8'][:3]} {floats[:3]}")
