@@ -53,6 +53,7 @@ class ConvertOptions:
     calibration: str | None = None  # int8: an image folder, or "synthetic"
     calibration_size: int = 200
     io: str = "float32"  # input/output type of an int8 model.tflite: float32 | uint8 | int8
+    int8_recipe: str | None = None  # accurate (default) | tf: see converters/int8_recipe.py
 
 
 Progress = Callable[[str], None]

@@ -27,7 +27,10 @@ QUANTIZED_NAME = "model.tflite"
 
 def check_options(options) -> QuantizeRequest:
     """Refuse a request that cannot be honoured before any work is done."""
-    request = QuantizeRequest(options.quantize, options.io)
+    recipe = getattr(options, "int8_recipe", None)
+    request = QuantizeRequest(options.quantize, options.io, recipe or "accurate")
+    if recipe is not None and request.mode != "int8":
+        raise QuantizeError(f"--int8-recipe is only for --quantize int8 ({request.mode} has no recipe)")
     if request.mode == "int8":
         if options.calibration is None:
             raise QuantizeError("--quantize int8 needs --calibration DIR: real images, preprocessed as evaluation "
@@ -75,11 +78,10 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
                      progress: Callable[[str], None]) -> tuple[dict, dict]:
     """Write tmp/model.tflite quantized (tmp/model_fp32.tflite exists); returns (the
     artifact entry for model.tflite, report.json's `quantization` section)."""
-    from amc_tf.core.tflite_io import load_interpreter
     from converters.exporters import tflite_op_histogram
-    from converters.quantize import io_details, quantized_tflite_bytes, tensor_dtypes, weight_quantization
+    from converters.quantize import int8_mac_share, io_details, quantize, tensor_dtypes, weight_quantization
     from converters.verification import verification_batch
-    from amc_tf.core.tflite_io import TFLiteModel
+    from amc_tf.core.tflite_io import TFLiteModel, load_interpreter
 
     request = check_options(options)
     spec = network.spec
@@ -97,7 +99,9 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
         section["calibration"]["preprocessing"] = prep.to_dict()
         representative = lambda: (images[i:i + 1] for i in range(len(images)))  # noqa: E731
     progress(f"writing model.tflite ({request.mode}" + (f", {request.io} io" if request.mode == "int8" else "") + ")")
-    data = quantized_tflite_bytes(model, request, representative)
+    data, recipe = quantize(model, request, representative, progress)
+    if recipe:
+        section["recipe"] = recipe
     path = tmp / QUANTIZED_NAME
     path.write_bytes(data)
     timings["quantize"] = time.perf_counter() - t
@@ -112,6 +116,8 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
     section["bytes"] = len(data)
     section["fp32_bytes"] = fp32_bytes
     section["size_ratio"] = round(len(data) / fp32_bytes, 4)
+    if request.mode == "int8":
+        section["int8_macs"] = int8_mac_share(interp)
 
     if not options.verify:
         section["vs_fp32"] = {"skipped": True}

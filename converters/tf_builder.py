@@ -82,16 +82,26 @@ class SlimMobileNet(tf.Module):
             x = tf.nn.depthwise_conv2d(x, kernel, [1, layer.stride, layer.stride, 1], padding, name="depthwise")
         else:
             x = tf.nn.conv2d(x, kernel, layer.stride, padding, name="Conv2D")
-        x = tf.nn.bias_add(x, bias, name="BiasAdd")
+        x = self._preactivation_hook(layer.scope, tf.nn.bias_add(x, bias, name="BiasAdd"))
         act = _ACTIVATIONS[layer.act]
         if act is not None:
             x = act(x, name=layer.act.capitalize())
+        return self._activation_hook(layer.scope, x)
+
+    def _preactivation_hook(self, scope: str, x):
+        """Each conv's output before its activation (a subclass may record it)."""
+        return x
+
+    def _activation_hook(self, name: str, x):
+        """Every activation tensor the graph computes (the input, each conv's output, each
+        residual sum) passes through here by name; a subclass may wrap it (e.g. fake-quant)."""
         return x
 
     def forward(self, x, taps: dict | None = None, frozen: bool = False):
         """Logits for an NHWC float batch; with `taps`, each layer's output by slim scope.
         `frozen` takes the folded weights as constants instead of reading the variables."""
         spec = self.spec
+        x = self._activation_hook("input", x)
         block_input, current_block = None, None
         for layer in self._layers:
             if layer.role == "logits":
@@ -113,7 +123,7 @@ class SlimMobileNet(tf.Module):
                 x = self._conv(x, layer, frozen)
             if layer.role == "project" and spec.blocks[layer.block].residual:
                 with tf.name_scope(layer.scope.rsplit("/", 1)[0]):
-                    x = tf.add(x, block_input, name="add")
+                    x = self._activation_hook(f"{layer.scope}/add", tf.add(x, block_input, name="add"))
             if taps is not None:
                 taps[layer.scope] = x
         raise AssertionError("network without logits layer")

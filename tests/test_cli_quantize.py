@@ -90,6 +90,11 @@ def test_convert_quantized_writes_both_models_and_reports_vs_fp32(tmp_path_facto
         for op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             w = art["tflite"]["weights"][op]
             assert w["filter_dtypes"] == ["int8"] and w["per_channel"] == w["ops"]
+        # the default recipe is the accurate one, and all the conv MACs run in int8 kernels
+        assert q["recipe"]["recipe"] == "accurate" and q["recipe"]["calibration_images"] == 12
+        assert q["recipe"]["options"]["ranges"] == "percentile"
+        assert q["int8_macs"]["share"] == 1.0 and q["int8_macs"]["not_int8"] == []
+        assert "recipe: accurate" in result.output and "int8 kernels" in result.output
         cal = q["calibration"]
         assert cal["images"] == 12 and cal["preprocess"] == "pil" and cal["preprocessing"]["size"] == SIZE
         manifest = (out / "calibration.txt").read_text().splitlines()
@@ -108,6 +113,7 @@ def test_convert_quantized_writes_both_models_and_reports_vs_fp32(tmp_path_facto
     (("--quantize", "int8"), "--quantize int8 needs --calibration DIR"),
     (("--quantize", "fp16", "--io", "uint8"), "--io uint8 needs --quantize int8"),
     (("--quantize", "dynamic", "--calibration", "synthetic"), "--calibration is only for --quantize int8"),
+    (("--quantize", "fp16", "--int8-recipe", "tf"), "--int8-recipe is only for --quantize int8"),
     (("--quantize", "int8", "--calibration", "no/such/dir"), "no/such/dir: no such directory"),
     (("--quantize", "int8", "--calibration", "{images}", "--calibration-size", 500),
      "holds 30 images, fewer than --calibration-size 500"),
@@ -121,6 +127,15 @@ def test_refusals_exit_2_and_write_nothing(tmp_path, make_checkpoint, images, ar
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_tf_recipe_stays_reachable(tmp_path_factory, make_checkpoint, images):
+    out, result = converted(tmp_path_factory, make_checkpoint, "odd-v1", "--quantize", "int8", "--int8-recipe", "tf",
+                            "--calibration", images, "--calibration-size", 12)
+    assert result.exit_code == 0, result.output
+    q = _report(out)["quantization"]
+    assert q["recipe"]["recipe"] == "tf" and q["int8_macs"]["share"] == 1.0
+    assert "recipe: tf (minmax" in result.output
 
 
 def test_synthetic_calibration_warns_loudly(tmp_path_factory, make_checkpoint, images):

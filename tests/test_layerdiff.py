@@ -155,8 +155,13 @@ def test_quantized_vs_fp32_gives_a_finite_error_for_every_layer(profile, mode, c
         assert row["max_abs"] > 0, row  # quantization changes every layer
         assert row["cosine"] > 0.9, row
     stem = rows[0]
-    # int8 activations carry ~1/255 of their range of rounding error; fp16 weights far less
-    assert stem["rel"] < (0.05 if mode == "int8" else 2e-3), stem
+    if mode == "int8":
+        # int8 activations carry ~1/255 of their range of rounding error on average; the largest
+        # error is larger where the recipe's percentile range clips the rare largest values
+        ref_max = stem["max_abs"] / stem["rel"]
+        assert stem["mean_abs"] < 0.01 * ref_max and stem["rel"] < 0.5, stem
+    else:  # fp16 weights: far less
+        assert stem["rel"] < 2e-3, stem
     # as a gate: the tight default tolerance fails (exit 1) at the first layer
     gate = run_cli("diff", twin, "--against", fp32, "-q")
     assert gate.exit_code == 1

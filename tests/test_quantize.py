@@ -125,7 +125,9 @@ def test_int8_integer_io_matches_float_io(built, tmp_path, profile, io):
         assert details["input"]["zero_point"] - other["input"]["zero_point"] == 128
         assert details["input"]["scale"] == pytest.approx(other["input"]["scale"])
     a, b = TFLiteModel(qi).predict(test), TFLiteModel(qf).predict(test)
-    assert np.max(np.abs(a - b)) <= 1.01 * details["output"]["scale"]
+    # the float model's QUANTIZE kernel (float32) and numpy (float64) may round a pixel on a
+    # half step to neighbouring codes: a logit may then move by a step or two, no more
+    assert np.max(np.abs(a - b)) <= 2.01 * details["output"]["scale"]
     assert np.array_equal(a.argmax(1), b.argmax(1))
 
 

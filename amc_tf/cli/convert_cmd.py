@@ -41,6 +41,9 @@ def _progress(quiet: bool):
               help="int8: images to calibrate on, preprocessed as evaluation does ('synthetic': random pixels, warned).")
 @click.option("--calibration-size", type=click.IntRange(1), default=200, show_default=True,
               help="int8: calibration images; the rest of DIR (up to 200) measure the result.")
+@click.option("--int8-recipe", type=click.Choice(["accurate", "tf"]),
+              help="int8: 'accurate' (default): activation ranges by least error, depthwise rounding and bias "
+                   "correction on the calibration images; 'tf': TF's converter's own min/max calibration.")
 @click.option("--io", "io_type", type=click.Choice(["float32", "uint8", "int8"]), default="float32", show_default=True,
               help="Input/output type of an int8 model.tflite.")
 @click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch (or onnxruntime) self-check.")
@@ -49,7 +52,7 @@ def _progress(quiet: bool):
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @handle_errors
 def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, with_preprocessing,
-            quantize, calibration, calibration_size, io_type, no_verify, force, as_json, quiet):
+            quantize, calibration, calibration_size, int8_recipe, io_type, no_verify, force, as_json, quiet):
     """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
     to TFLite, a SavedModel and a TF-slim checkpoint.
 
@@ -70,7 +73,7 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
     options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, input_size=input_size,
                              verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports)),
                              onnx_layout=onnx_layout or "nchw", quantize=quantize, calibration=calibration,
-                             calibration_size=calibration_size, io=io_type)
+                             calibration_size=calibration_size, io=io_type, int8_recipe=int8_recipe)
     report = run(checkpoint, outdir, options, progress=_progress(quiet))
     for warning in report.get("quantization", {}).get("warnings", []):
         click.echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet

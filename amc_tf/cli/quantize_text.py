@@ -17,6 +17,17 @@ def quantization_lines(report: dict) -> list[str]:
         t = io[role]
         scale = f" scale {t['scale']:.6g} zero point {t['zero_point']}" if "scale" in t else ""
         lines.append(f"  {role:<6} {t['dtype']}{scale}")
+    recipe = q.get("recipe")
+    if recipe:
+        lines.append("  recipe: " + recipe_summary(recipe))
+    macs = q.get("int8_macs")
+    if macs:
+        lines.append(f"  int8 kernels (int8 weights and activations): {_pct(macs['share'])} of "
+                     f"{macs['total_macs'] / 1e6:.1f}M conv/FC MACs")
+        for row in macs["not_int8"]:
+            why = row.get("reason", "")
+            lines.append(f"    not int8: {row['op']} {row['output']} ({row['input']} input, {row['filter']} weights)"
+                         + (f": {why}" if why else ""))
     cal = q.get("calibration")
     if cal:
         where = "synthetic random pixels" if cal["source"] == "synthetic" else cal["source"]
@@ -37,3 +48,16 @@ def quantization_lines(report: dict) -> list[str]:
                          f"{_pct(vs['accuracy_quantized']['top1'])} ({vs['top1_drop_points']:+.2f} points drop); "
                          f"top-5 {_pct(vs['accuracy_fp32']['top5'])} -> {_pct(vs['accuracy_quantized']['top5'])}")
     return lines
+
+
+def recipe_summary(recipe: dict) -> str:
+    if recipe.get("recipe") != "accurate":
+        return f"{recipe.get('recipe')} ({recipe.get('ranges')}; {recipe.get('weights')})"
+    o = recipe["options"]
+    ranges = f"percentile {o['percentile']}" if o["ranges"] == "percentile" else o["ranges"]
+    parts = [f"accurate: activation ranges {ranges}",
+             {"nearest": "weights rounded to nearest", "depthwise": "depthwise weights rounded by output error",
+              "all": "weights rounded by output error"}[o["rounding"]]]
+    if o["bias_correction"]:
+        parts.append("bias correction")
+    return ", ".join(parts)
