@@ -290,7 +290,7 @@ def _check_integer(data: bytes) -> None:
     calibration): check instead that every conv runs in an int8 kernel on int8 input and
     that float appears only at the model's float input/output."""
     from amc_tf.core.tflite_io import load_interpreter
-    from converters.quantize import int8_mac_share
+    from converters.tflite_inspect import int8_mac_share
 
     interp = load_interpreter(data, delegates=False)
     share = int8_mac_share(interp)

@@ -79,7 +79,8 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
     """Write tmp/model.tflite quantized (tmp/model_fp32.tflite exists); returns (the
     artifact entry for model.tflite, report.json's `quantization` section)."""
     from converters.exporters import tflite_op_histogram
-    from converters.quantize import int8_mac_share, io_details, quantize, tensor_dtypes, weight_quantization
+    from converters.quantize import quantize
+    from converters.tflite_inspect import int8_mac_share, io_details, tensor_dtypes, weight_quantization
     from converters.verification import verification_batch
     from amc_tf.core.tflite_io import TFLiteModel, load_interpreter
 

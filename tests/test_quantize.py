@@ -63,7 +63,7 @@ def test_mode_types_size_and_logits(built, tmp_path, profile, mode):
     from amc_tf.core.agreement import agreement
     from amc_tf.core.tflite_io import TFLiteModel
     from converters.exporters import tflite_op_histogram
-    from converters.quantize import io_details, tensor_dtypes, weight_quantization
+    from converters.tflite_inspect import io_details, tensor_dtypes, weight_quantization
 
     _, fp32, _, test = built[profile]
     q = _write(tmp_path, "q.tflite", _quantized(built, profile, mode))
@@ -108,7 +108,7 @@ def test_int8_integer_io_matches_float_io(built, tmp_path, profile, io):
     """An integer-io model takes the normalised image quantized with its input's scale and
     zero point; fed that way (amc_tf.core.tflite_io) it computes what the float-io model computes."""
     from amc_tf.core.tflite_io import TFLiteModel
-    from converters.quantize import io_details
+    from converters.tflite_inspect import io_details
 
     _, _, _, test = built[profile]
     qi = _write(tmp_path, "qi.tflite", _quantized(built, profile, "int8", io))
