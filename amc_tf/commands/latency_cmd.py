@@ -161,6 +161,31 @@ def _format(result: dict, spec, label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_plot(plot: str, force: bool) -> None:
+    """Refuse a --plot target before any work: a .png file name whose directory exists; an
+    existing one only with --force, and never something other than a regular file."""
+    import stat
+
+    if not plot.strip():
+        raise AmcError("--plot wants a file name ending in .png, got an empty one")
+    p = Path(plot)
+    if p.suffix.lower() != ".png":
+        raise AmcError(f"--plot {plot}: the file name must end in .png (the plot is a PNG)")
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise AmcError(f"cannot write {plot}: {exc.strerror}") from None
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise AmcError(f"{plot} exists and is not a regular file; refusing to replace it, even with --force")
+        if not force:
+            raise OutputExistsError(f"{plot} exists; pass --force to replace it")
+    if not p.parent.is_dir():
+        raise AmcError(f"directory of {plot} does not exist")
+
+
 @latency.command("predict")
 @click.argument("model", required=False, type=click.Path())
 @click.option("--profile", default=None, help="An AMC profile instead of MODEL (1.0, 0.5flops, v2-1.0, ...).")
@@ -186,12 +211,9 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
     layer by layer, from a LUT built on the same target."""
     from benchmarks.latency_lut import load_lut
 
+    if plot is not None:
+        _check_plot(plot, force)
     lut = load_lut(lut_path)
-    if plot:
-        if Path(plot).exists() and not force:
-            raise OutputExistsError(f"{plot} exists; pass --force to replace it")
-        if not Path(plot).parent.is_dir():
-            raise AmcError(f"directory of {plot} does not exist")
     if not ignore_fingerprint:
         from benchmarks.latency_timers import current_fingerprint
 
@@ -201,7 +223,7 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
                            "or pass --ignore-fingerprint")
     spec, label = _spec_of(model, profile, input_size, lut.input_size)
     result = lut.predict_layers(spec)
-    if plot:
+    if plot is not None:
         from benchmarks.latency_plot import write_plot
 
         write_plot(result, plot, f"{label} ({spec.family})")
