@@ -204,9 +204,11 @@ def _check_plot(plot: str, force: bool) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: per-layer predicted time beside MACs.")
 @click.option("--force", is_flag=True, help="Replace an existing --plot file.")
+@click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors (no library notes while "
+                                                  "reading MODEL).")
 @handle_errors
 def predict(model, profile, lut_path, input_size, target, serial, benchmark_binary, adb_path, threads,
-            ignore_fingerprint, as_json, plot, force):
+            ignore_fingerprint, as_json, plot, force, quiet):
     """Predict the latency of MODEL (a checkpoint or a convert OUTDIR) or of --profile NAME,
     layer by layer, from a LUT built on the same target."""
     from benchmarks.latency_lut import load_lut
@@ -221,7 +223,10 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
         if why:
             raise AmcError(f"{lut_path} was built on another target ({why}); rebuild it here, "
                            "or pass --ignore-fingerprint")
-    spec, label = _spec_of(model, profile, input_size, lut.input_size)
+    from amc_tf.quiet import silenced
+
+    with silenced(force=quiet):
+        spec, label = _spec_of(model, profile, input_size, lut.input_size)
     result = lut.predict_layers(spec)
     if plot is not None:
         from benchmarks.latency_plot import write_plot
