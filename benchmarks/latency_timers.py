@@ -12,7 +12,6 @@ calibration, and three timers that run them with `bench`'s runtime, threads and 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import time
@@ -245,12 +244,23 @@ def make_timer(target: str, threads: int, binary: str | None = None, serial: str
         return LocalTimer(threads=threads)
     protocol = Protocol(warmup=10, runs=30, repeats=1, threads=threads)
     if target == "local":
-        if not os.access(binary, os.X_OK):
-            raise AmcError(f"benchmark binary is not executable: {binary}")
-        return BinaryTimer(Path(binary), protocol)
+        from benchmarks.local import check_binary
+
+        return BinaryTimer(check_binary(binary), protocol)  # as `bench`: `./bm` is a path, `bm` is on PATH
+    return AdbTimer(_android_binary(binary), protocol, serial, adb, say)
+
+
+def _android_binary(binary: str | None) -> Path:
+    """The host copy of the Android benchmark_model, checked as `bench --target adb` does,
+    before any device is contacted."""
     if not binary:
         raise AmcError("--target adb needs --benchmark-binary (an Android build of benchmark_model)")
-    return AdbTimer(Path(binary), protocol, serial, adb, say)
+    p = Path(binary)
+    if not p.exists():
+        raise AmcError(f"benchmark binary not found: {binary}")
+    if not p.is_file():
+        raise AmcError(f"benchmark binary is not a file: {binary}")
+    return p
 
 
 def current_fingerprint(target: str, threads: int, binary: str | None = None, serial: str | None = None,
@@ -259,14 +269,17 @@ def current_fingerprint(target: str, threads: int, binary: str | None = None, se
     without --benchmark-binary the runtime cannot be known, so it is not compared."""
     if target == "local":
         if binary:
-            return BinaryTimer(Path(binary), Protocol(threads=threads)).fingerprint()
+            from benchmarks.local import check_binary
+
+            return BinaryTimer(check_binary(binary), Protocol(threads=threads)).fingerprint()
         return LocalTimer(threads=threads).fingerprint()
     from benchmarks.android import Adb, resolve_adb, select_serials
 
+    host_binary = _android_binary(binary) if binary else None
     client = Adb(resolve_adb(adb))
     chosen = select_serials(client, [serial] if serial else [])[0]
     rc, out, _ = client.shell(chosen, "getprop ro.product.model", timeout=60)
     fp = {"target": "adb", "cpu": None, "device": out.strip() if rc == 0 and out.strip() else "unknown",
           "threads": threads, "delegate": "xnnpack"}
-    fp["runtime"] = f"benchmark_model sha256:{sha256_file(binary)[:16]}" if binary else None
+    fp["runtime"] = f"benchmark_model sha256:{sha256_file(host_binary)[:16]}" if host_binary else None
     return fp
