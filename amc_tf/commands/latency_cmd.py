@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from amc_tf.cli import emit_json, handle_errors
-from amc_tf.errors import AmcError, OutputExistsError
+from amc_tf.commands.options import FiniteFloat
+from amc_tf.errors import AmcError, Interrupted, OutputExistsError, RunFailedError
 
 
 class _Bar:
@@ -48,6 +49,17 @@ class _Bar:
             self.open_line = False
 
 
+def _holds_points(partial: Path) -> bool:
+    """Whether the partial file now holds measured points (an interrupted build keeps them)."""
+    import json
+
+    try:
+        data = json.loads(partial.read_text())
+        return bool(data.get("points")) or any(c.get("rounds_us") for c in data.get("calibration", {}).values())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
 def _mmss(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
 
@@ -72,11 +84,14 @@ def latency():
               help="tiny: two points per axis, a smoke test of the target (not accurate).")
 @click.option("--no-calibrate", is_flag=True, help="Skip timing whole random networks to fit the scale.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT, or a partial build made with other settings.")
+@click.option("--run-timeout", type=FiniteFloat(low=0, low_open=True), default=None, metavar="SECONDS",
+              help="stop a benchmark_model run after this long: the build stops, exit 3, the points so far "
+                   "kept [default: as bench: 120 s + 2 s per invocation, 200 s]")
 @click.option("--json", "as_json", is_flag=True, help="Print the build's summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def build(output, target, serial, benchmark_binary, adb_path, threads, family, input_size, grid, no_calibrate,
-          force, as_json, quiet):
+          force, run_timeout, as_json, quiet):
     """Time each layer kind of MobileNetV1/V2 alone over a grid of channel counts and write the
     LUT. Resumable: an interrupted build keeps OUTPUT.partial.json and the same command goes
     on from there."""
@@ -92,20 +107,23 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
     if target == "local" and (serial or adb_path):
         raise AmcError("--serial and --adb are only for --target adb")
     partial = out.with_name(out.name + ".partial.json")
-    if partial.exists() and not quiet:
-        click.echo(f"resuming from {partial}", err=True)
     say = None if quiet else (lambda m: click.echo(m, err=True))
-    timer = make_timer(target, threads, benchmark_binary, serial, adb_path, say)
+    timer = make_timer(target, threads, benchmark_binary, serial, adb_path, say, run_timeout)
     bar = _Bar(quiet)
     try:
         lut = build_lut(out, timer, families, input_size, tiny=grid == "tiny", calibrate=not no_calibrate,
-                        force=force, progress=bar)
-    except BaseException:  # interrupted (SIGINT/SIGTERM), or a benchmark run failed
+                        force=force, progress=bar, note=say)
+    except (RunFailedError, KeyboardInterrupt, Interrupted) as exc:  # a run failed/timed out/was lost; a signal
         bar.finish()
-        if partial.exists():
-            click.echo(f"the points measured so far are kept in {partial}; run the same command again "
-                       "to resume", err=True)
-        raise
+        if not _holds_points(partial):
+            raise
+        hint = f"; the points measured so far are kept in {partial}; run the same command again to resume"
+        if isinstance(exc, RunFailedError):
+            raise RunFailedError(f"{exc}{hint}") from None
+        # the CLI's interrupt line, with the hint in it (one line), and the signal's exit code
+        stop = AmcError(f"interrupted ({getattr(exc, 'signame', 'SIGINT')}){hint}")
+        stop.exit_code = getattr(exc, "exit_code", 130)
+        raise stop from None
     finally:
         bar.finish()
         timer.close()
