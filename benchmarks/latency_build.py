@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -242,7 +241,16 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     total = len(points) + CAL_ROUNDS * len(cal_specs)
     say = progress or (lambda *_a: None)
     t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="amc-lut-") as tmp:
+    import shutil
+
+    from converters.staging import make_staging_dir, remove_stale
+
+    remove_stale(out)  # scratch dirs of builds killed by SIGKILL (their process is gone)
+    try:
+        tmp = make_staging_dir(out)  # beside the output, named after this process (pid + start time)
+    except OSError as exc:
+        raise AmcError(f"cannot write in {out.parent or '.'}: {exc.strerror or exc}") from None
+    try:
         try:
             from benchmarks.latency_timers import layer_tflite, network_tflite
 
@@ -270,6 +278,8 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
         finally:
             if partial.measured():  # nothing measured: leave nothing behind
                 partial.save(0.0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
     lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
