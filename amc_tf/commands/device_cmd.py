@@ -39,7 +39,7 @@ def device():
 @click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
 @click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
               help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
-@click.option("--quiet", is_flag=True, help="print only the listening line")
+@click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
 @handle_errors
 def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
