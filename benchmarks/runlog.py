@@ -19,7 +19,7 @@ from pathlib import Path
 from amc_tf.errors import AmcError, OutputExistsError
 
 RUN_FILE = re.compile(r"^(?P<name>.+)_run(?P<k>\d+)\.txt$")
-_NAME_OK = re.compile(r"^[A-Za-z0-9._@+-]+$")
+_NAME_OK = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9._@+-]*$")
 
 
 @dataclass
@@ -85,8 +85,8 @@ def run_status(parsed, code: int | None, output: str) -> tuple[str, str | None]:
 def check_name(name: str) -> str:
     if not _NAME_OK.match(name) or RUN_FILE.match(name + ".txt"):
         raise AmcError(
-            f"--name {name!r} is not usable in a log file name (letters, digits, . _ - + @ only, "
-            "and it must not itself end in _run<k>)"
+            f"--name {name!r} is not usable in a log file name (non-empty; letters, digits, . _ - + @ only, "
+            "not starting with '.' or '-', and it must not itself end in _run<k>)"
         )
     return name
 
