@@ -374,26 +374,25 @@ def bench_android(models: list[tuple[str, Path]], protocol: Protocol, logdir: Pa
     multi = len(chosen) > 1
     per_device = {s: [((f"{n}@{serial_tag(s)}" if multi else n), n, p) for n, p in models] for s in chosen}
     log_names = [ln for s in chosen for ln, _, _ in per_device[s]]
-    claim_logdir(logdir, log_names, force)
+    with claim_logdir(logdir, log_names, force, staged=True):  # old logs replaced only once the runs are done
+        lock = threading.Lock()
 
-    lock = threading.Lock()
+        def locked_say(msg):
+            with lock:
+                say(msg)
 
-    def locked_say(msg):
-        with lock:
-            say(msg)
+        workers = [DeviceWorker(client, s, protocol, Path(logdir), binary, per_device[s], cleanup, locked_say) for s in chosen]
+        if multi:
+            with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="adb") as pool:
+                list(pool.map(lambda w: w.run(), workers))
+        else:
+            workers[0].run()
 
-    workers = [DeviceWorker(client, s, protocol, Path(logdir), binary, per_device[s], cleanup, locked_say) for s in chosen]
-    if multi:
-        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="adb") as pool:
-            list(pool.map(lambda w: w.run(), workers))
-    else:
-        workers[0].run()
-
-    out = AndroidOutcome(log_names=log_names)
-    for w in workers:
-        out.records.extend(w.records)
-        if w.error:
-            out.errors.append(w.error)
-    if out.errors and not any(w.ran for w in workers):
-        raise DeviceError("; ".join(out.errors))
+        out = AndroidOutcome(log_names=log_names)
+        for w in workers:
+            out.records.extend(w.records)
+            if w.error:
+                out.errors.append(w.error)
+        if out.errors and not any(w.ran for w in workers):
+            raise DeviceError("; ".join(out.errors))
     return out

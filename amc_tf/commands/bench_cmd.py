@@ -141,9 +141,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
         from benchmarks.local import bench_local, check_binary
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
-        claim_logdir(logdir, names, force)
-        say(f"logs in {logdir}/")
-        records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
+        with claim_logdir(logdir, names, force, staged=True):  # old logs replaced only once the runs are done
+            say(f"logs in {logdir}/")
+            records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
         log_names = names
         lost: list[str] = []
     else:
