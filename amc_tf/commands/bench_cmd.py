@@ -57,9 +57,9 @@ def default_name(model: str) -> str:
 def _names(models: tuple[str, ...], name: str | None) -> list[str]:
     from benchmarks.runlog import check_name
 
-    if name and len(models) != 1:
+    if name is not None and len(models) != 1:
         raise AmcError("--name needs exactly one MODEL (the default name is each model's file stem)")
-    names = [name] if name else [default_name(m) for m in models]
+    names = [name] if name is not None else [default_name(m) for m in models]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise AmcError(f"two models would share the log name {dup[0]!r}; benchmark them separately with --name")
@@ -141,9 +141,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
         from benchmarks.local import bench_local, check_binary
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
-        claim_logdir(logdir, names, force)
-        say(f"logs in {logdir}/")
-        records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
+        with claim_logdir(logdir, names, force, staged=True):  # old logs replaced only once the runs are done
+            say(f"logs in {logdir}/")
+            records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
         log_names = names
         lost: list[str] = []
     else:
