@@ -10,6 +10,9 @@ from amc_tf.cli import emit_json, handle_errors
 from amc_tf.errors import AmcError
 
 
+PARITY_MAX_N = 10000  # every backend's logits of every image are held in memory; parity needs far fewer
+
+
 class ParityFailed(AmcError):
     """The backends disagree beyond the thresholds. Exit 1."""
 
@@ -172,7 +175,8 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
 @click.argument("target", metavar="CHECKPOINT_OR_OUTDIR", type=click.Path(exists=True, path_type=str))
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Images to compare on (any layout eval reads; default: seeded synthetic images).")
-@click.option("--n", "n", type=click.IntRange(1), default=100, show_default=True, help="Number of images.")
+@click.option("--n", "n", type=click.IntRange(1, PARITY_MAX_N), default=100, show_default=True,
+              help=f"Number of images (1..{PARITY_MAX_N}).")
 @click.option("--max-diff", type=NON_NEGATIVE, default=1e-3, show_default=True, help="Largest allowed |logit difference|.")
 @click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
