@@ -220,11 +220,23 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
                                                    exports=("with_preprocessing",)), progress=say)
         backends, notes = _parity_backends(outdir, checkpoint, threads, input_size, missing)
         prep = preprocessing_for(backends["tf"])
-        say(f"preparing {n} images")
         if dataset is not None:
-            crops = P.load_images(dataset, n, prep, "pil")
+            count = min(n, len(dataset.files)) if dataset.files else None
+            say(f"preparing {count} images" if count is not None else f"preparing up to {n} images")
+            skipped: list[dict] = []
+            crops = P.load_images(dataset, n, prep, "pil", skipped=skipped)
+            for item in skipped:
+                say(f"skipped (unreadable): {item['file']}: {item['error']}")
+            if not crops:
+                named = "; ".join(f"{item['file']}: {item['error']}" for item in skipped[:3])
+                more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+                raise AmcError(f"--images {images}: none of the {len(skipped)} images could be read "
+                               f"({named}{more})")
+            if skipped:
+                notes.append(f"{len(skipped)} unreadable image(s) skipped: {', '.join(i['file'] for i in skipped)}")
             raws = P.load_images(dataset, n, prep, "pil", raw=True) if "saved_model_uint8" in backends else []
         else:
+            say(f"preparing {n} images")
             raws = P.synthetic_images(n, prep.resize_size)
             notes.append(f"{n} seeded synthetic images (pass --images DIR for real ones)")
             from amc_tf.preprocess import pil_crop
