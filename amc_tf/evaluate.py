@@ -156,7 +156,7 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
     Unreadable images are dropped (their index is missing) unless `strict`."""
     import tensorflow as tf
 
-    from amc_tf.preprocess import pil_load_crop, pil_open, tf_crop, tf_decode
+    from amc_tf.preprocess import check_pixels, pil_load_crop, pil_open, tf_crop, tf_decode
 
     raw = feed == "raw"
     if dataset.records:
@@ -175,7 +175,11 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
 
     if mode == "tf":
         def decode(i, src, y):
-            image = tf_decode(src if from_bytes else tf.io.read_file(src))
+            encoded = src if from_bytes else tf.io.read_file(src)
+            # the pixel limit of the pil path, from the header, before tf allocates the image
+            encoded = tf.numpy_function(check_pixels, [encoded], tf.string, stateful=False)
+            encoded.set_shape([])
+            image = tf_decode(encoded)
             return i, (image if raw else tf_crop(image, prep)), y
     else:
         def load(src):
@@ -301,8 +305,8 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
         for i in range(expected, upto):
             name = _item_name(dataset, i)
             if strict:
-                raise UnreadableImage(f"unreadable image {name}: could not be decoded ({STRICT_HINT})")
-            skipped.append({"file": name, "error": "could not be decoded"})
+                raise UnreadableImage(f"unreadable image {name}: {_skip_reason(dataset, i)} ({STRICT_HINT})")
+            skipped.append({"file": name, "error": _skip_reason(dataset, i)})
 
     for index, pixels, y in pipeline:
         index = index.numpy()
@@ -312,6 +316,19 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
         yield index, pixels.numpy(), y.numpy()
     count = len(dataset.files) if dataset.files else _count_records(dataset.records, limit)
     gap(count if limit is None else min(count, limit))
+
+
+def _skip_reason(dataset: Dataset, i: int) -> str:
+    """Why tf.data dropped item i: over the pixel limit (named as the pil path names it), or undecodable."""
+    if dataset.files:
+        from amc_tf.pilfeed import describe
+        from amc_tf.preprocess import check_pixels
+
+        try:
+            check_pixels(dataset.files[i])
+        except Exception as exc:  # noqa: BLE001 - DecompressionBombError
+            return describe(exc)
+    return "could not be decoded"
 
 
 def _count_records(records: list[str], limit: int | None) -> int:

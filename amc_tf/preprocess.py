@@ -71,6 +71,25 @@ def pil_open(source):
         return img.convert("RGB")
 
 
+def check_pixels(source):
+    """`source` (a path or encoded bytes) unchanged, or PIL's DecompressionBombError when its
+    header gives more pixels than PIL decodes (2 x Image.MAX_IMAGE_PIXELS, the limit `pil_open`
+    applies). Only the header is read (PIL.Image.open is lazy); a file PIL cannot identify passes
+    (the tf decoder judges it). The `tf` path checks this before decoding, so both paths skip
+    the same images."""
+    from PIL import Image
+
+    stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with Image.open(stream):
+            pass
+    except Image.DecompressionBombError:
+        raise
+    except Exception:  # noqa: BLE001 - not PIL's to judge here
+        pass
+    return source
+
+
 def pil_crop(image, prep: Preprocessing) -> np.ndarray:
     """uint8 [size, size, 3]: the PIL image resized (shorter side) and centre-cropped."""
     from PIL import Image
