@@ -174,12 +174,14 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
         ds = ds.take(limit)
 
     if mode == "tf":
+        def checked(src):  # the pil path's checks, from the header, before tf reads or allocates the image
+            check_pixels(src if from_bytes else src.decode())
+            return src
+
         def decode(i, src, y):
-            encoded = src if from_bytes else tf.io.read_file(src)
-            # the pixel limit of the pil path, from the header, before tf allocates the image
-            encoded = tf.numpy_function(check_pixels, [encoded], tf.string, stateful=False)
-            encoded.set_shape([])
-            image = tf_decode(encoded)
+            src = tf.numpy_function(checked, [src], tf.string, stateful=False)
+            src.set_shape([])
+            image = tf_decode(src if from_bytes else tf.io.read_file(src))
             return i, (image if raw else tf_crop(image, prep)), y
     else:
         def load(src):
@@ -232,7 +234,7 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
     total = len(dataset.files) if dataset.files else None
     if total is not None and limit is not None:
         total = min(total, limit)
-    skipped: list[dict] = []
+    skipped: list[dict] = list(dataset.skipped)  # entries the listing could not follow (symlink loops, ...)
     batches = _batches(dataset, labels, offset, mode, prep, model.feed, batch_size, limit, strict, skipped)
     indices, rows, hit1, hit5 = [], [], 0, 0
     t0 = time.perf_counter()

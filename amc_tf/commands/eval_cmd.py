@@ -134,6 +134,13 @@ def _check_logits_path(path: str, force: bool):
         raise AmcError(f"--save-logits {path}: cannot create its folder {p.parent}: {exc.strerror}") from None
     if not os.access(p.parent, os.W_OK):
         raise AmcError(f"--save-logits {path}: folder {p.parent} is not writable")
+    import tempfile
+
+    try:  # the real test (root passes os.access, /sys and /proc refuse files): create one, then remove it
+        with tempfile.NamedTemporaryFile(dir=p.parent, prefix=".amc-tf-logits-", suffix=".npy"):
+            pass
+    except OSError as exc:
+        raise AmcError(f"--save-logits {path}: cannot create a file in {p.parent}: {exc.strerror or exc}") from None
     return p
 
 
