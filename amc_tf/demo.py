@@ -25,6 +25,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 FORMATS = ("legacy", "zip")  # legacy = PyTorch <= 1.5 stream (the 2018 release), zip = PyTorch >= 1.6
 
 
+def _not_demo_output(outdir: Path) -> str:
+    """'' when OUTDIR holds only what the demo writes, else what is in the way."""
+    if outdir.is_symlink() or not outdir.is_dir():
+        return "not a directory"
+    ours = {"checkpoints"} | {f"{name}-{fmt}" for name in PROFILE_NAMES for fmt in FORMATS}
+    foreign = sorted(entry.name for entry in os.scandir(outdir) if entry.name not in ours)
+    return ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+
+
 def write_checkpoints(outdir: Path, seed: int, profiles=PROFILE_NAMES) -> list[tuple[str, str, Path]]:
     try:
         from amc_tf.core import torch_models
@@ -54,9 +63,13 @@ def main(outdir: Path, seed: int, force: bool, only: tuple[str, ...]) -> None:
 
     quiet.install()  # TensorFlow's and LiteRT's start-up logs stay out of the tables (AMC_TF_VERBOSE=1 shows them)
 
-    if outdir.exists():
+    if outdir.exists() or outdir.is_symlink():
         if not force:
             raise click.ClickException(f"{outdir} exists; pass --force to replace it")
+        foreign = _not_demo_output(outdir)
+        if foreign:
+            raise click.ClickException(f"{outdir} is not a demo output ({foreign}); --force replaces only an "
+                                       "earlier demo: remove it yourself or choose another --out")
         shutil.rmtree(outdir)
     if only:
         for _, _, path in write_checkpoints(outdir, seed, only):

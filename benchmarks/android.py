@@ -37,6 +37,7 @@ REMOTE_DIR = "/data/local/tmp"
 ADB_HINT = "install it with `apt-get install adb`, or pass --adb PATH or set $ADB"
 RC_MARK = "__AMC_RC="
 TIMED_OUT = 124  # Adb._run's return code when adb did not finish in time
+CONTROL_TIMEOUT_S = 60.0  # devices, get-state, push (+1 s per MB), control shells: past it, DeviceError
 
 Progress = Callable[[str], None]
 
@@ -62,12 +63,19 @@ class Adb:
     def __init__(self, path: str):
         self.path = path
 
-    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+        """adb ARGS. A control call (no timeout given: CONTROL_TIMEOUT_S) that does not finish in
+        time raises DeviceError; a call with its own timeout (a run) returns code TIMED_OUT."""
         try:
             # stdin: never the caller's (adb shell forwards it to the device: a `while read` loop would lose its input)
             return subprocess.run([self.path] + args, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  timeout=timeout)
+                                  timeout=CONTROL_TIMEOUT_S if timeout is None else timeout)
         except subprocess.TimeoutExpired as exc:  # what it printed so far is kept (a run's partial log)
+            if timeout is None:
+                port = os.environ.get("ANDROID_ADB_SERVER_PORT")
+                where = f"ANDROID_ADB_SERVER_PORT={port}" if port else "the default port 5037"
+                raise DeviceError(f"`adb {args[2] if args[0] == '-s' else args[0]}` got no answer within {exc.timeout:g} s "
+                                  f"from the adb server at {where}: is it an adb server (not, e.g., a device's port)?") from None
             return subprocess.CompletedProcess(args, TIMED_OUT, exc.stdout or b"",
                                                f"adb {args[0]} timed out after {timeout:g}s".encode())
         except OSError as exc:
@@ -94,17 +102,20 @@ class Adb:
 
     def get_state(self, serial: str) -> tuple[str | None, str]:
         """("device"|"offline"|..., "") or (None, adb's error message)."""
-        proc = self._run(["-s", serial, "get-state"], timeout=30)
+        proc = self._run(["-s", serial, "get-state"])
         if proc.returncode == 0:
             return self._text(proc.stdout).strip(), ""
         return None, one_line(self._text(proc.stderr) + self._text(proc.stdout))
 
-    def shell(self, serial: str, command: str, timeout: float = 120) -> tuple[int, str, str]:
+    def shell(self, serial: str, command: str, timeout: float | None = None) -> tuple[int, str, str]:
         proc = self._run(["-s", serial, "shell", command], timeout=timeout)
         return proc.returncode, self._text(proc.stdout), self._text(proc.stderr)
 
     def push(self, serial: str, local: Path, remote: str) -> tuple[int, str]:
-        proc = self._run(["-s", serial, "push", str(local), remote], timeout=600)
+        timeout = CONTROL_TIMEOUT_S + local.stat().st_size / 1e6
+        proc = self._run(["-s", serial, "push", str(local), remote], timeout=timeout)
+        if proc.returncode == TIMED_OUT:
+            raise DeviceError(f"adb push of {local.name} to {serial} did not finish within {timeout:.0f} s")
         return proc.returncode, one_line(self._text(proc.stderr) + self._text(proc.stdout))
 
 
@@ -188,7 +199,7 @@ class DeviceWorker:
 
     # -- device helpers -------------------------------------------------------------
     def info(self) -> dict | None:
-        rc, out, _ = self.adb.shell(self.serial, INFO_SCRIPT, timeout=60)
+        rc, out, _ = self.adb.shell(self.serial, INFO_SCRIPT)
         return parse_info(out) if rc == 0 else None
 
     def check_alive(self) -> None:
@@ -241,10 +252,13 @@ class DeviceWorker:
             self.error = str(exc)
         finally:
             if self.cleanup and self.placed:
-                state, _ = self.adb.get_state(self.serial)
-                if state == "device":
-                    self.adb.shell(self.serial, "rm -f " + " ".join(shlex.quote(p) for p in self.placed))
-                    self.say(f"removed {', '.join(self.placed)}")
+                try:
+                    state, _ = self.adb.get_state(self.serial)
+                    if state == "device":
+                        self.adb.shell(self.serial, "rm -f " + " ".join(shlex.quote(p) for p in self.placed))
+                        self.say(f"removed {', '.join(self.placed)}")
+                except DeviceError as exc:
+                    self.error = self.error or str(exc)
 
     def _run(self) -> None:
         self.check_alive()
@@ -360,26 +374,25 @@ def bench_android(models: list[tuple[str, Path]], protocol: Protocol, logdir: Pa
     multi = len(chosen) > 1
     per_device = {s: [((f"{n}@{serial_tag(s)}" if multi else n), n, p) for n, p in models] for s in chosen}
     log_names = [ln for s in chosen for ln, _, _ in per_device[s]]
-    claim_logdir(logdir, log_names, force)
+    with claim_logdir(logdir, log_names, force, staged=True):  # old logs replaced only once the runs are done
+        lock = threading.Lock()
 
-    lock = threading.Lock()
+        def locked_say(msg):
+            with lock:
+                say(msg)
 
-    def locked_say(msg):
-        with lock:
-            say(msg)
+        workers = [DeviceWorker(client, s, protocol, Path(logdir), binary, per_device[s], cleanup, locked_say) for s in chosen]
+        if multi:
+            with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="adb") as pool:
+                list(pool.map(lambda w: w.run(), workers))
+        else:
+            workers[0].run()
 
-    workers = [DeviceWorker(client, s, protocol, Path(logdir), binary, per_device[s], cleanup, locked_say) for s in chosen]
-    if multi:
-        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="adb") as pool:
-            list(pool.map(lambda w: w.run(), workers))
-    else:
-        workers[0].run()
-
-    out = AndroidOutcome(log_names=log_names)
-    for w in workers:
-        out.records.extend(w.records)
-        if w.error:
-            out.errors.append(w.error)
-    if out.errors and not any(w.ran for w in workers):
-        raise DeviceError("; ".join(out.errors))
+        out = AndroidOutcome(log_names=log_names)
+        for w in workers:
+            out.records.extend(w.records)
+            if w.error:
+                out.errors.append(w.error)
+        if out.errors and not any(w.ran for w in workers):
+            raise DeviceError("; ".join(out.errors))
     return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -158,17 +157,28 @@ class _Partial:
         if not self.path.exists():
             return 0
         try:
-            old = json.loads(self.path.read_text())
-        except ValueError:
-            old = None
-        if not old or old.get("header") != self.header:
+            old = json.loads(self.path.read_text(), parse_constant=_no_constant)
+            why = _partial_problem(old)
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            why = f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+        if why:
+            if not force:
+                raise AmcError(f"{self.path} is not a usable partial build ({why}); delete it, or pass --force "
+                               "to start over")
+            return 0
+        if old.get("header") != self.header:
             if not force:
                 raise AmcError(f"{self.path} holds a partial build with other settings (target, grid or size); "
                                "remove it, or pass --force to start over")
             return 0
-        self.points = {k: float(v) for k, v in old.get("points", {}).items()}
-        self.calibration = dict(old.get("calibration", {}))
+        self.points = {k: float(v) for k, v in old["points"].items()}
+        self.calibration = {k: {"spec": v["spec"], "rounds_us": [float(x) for x in v["rounds_us"]]}
+                            for k, v in old.get("calibration", {}).items()}
         return len(self.points)
+
+    def measured(self) -> int:
+        """Points and calibration rounds held (what an interrupted build keeps)."""
+        return len(self.points) + sum(len(c["rounds_us"]) for c in self.calibration.values())
 
     def save(self, every_s: float = 0.0) -> None:
         if time.monotonic() - self._saved < every_s:
@@ -178,8 +188,39 @@ class _Partial:
         self._saved = time.monotonic()
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _is_time(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _partial_problem(old) -> str | None:
+    """What is wrong with a partial file's structure (None: usable)."""
+    if not isinstance(old, dict):
+        return f"a JSON {type(old).__name__}, not an object"
+    if not isinstance(old.get("header"), dict):
+        return "no header object"
+    points, cal = old.get("points"), old.get("calibration", {})
+    if not isinstance(points, dict) or not all(_is_time(v) for v in points.values()):
+        return "points must map names to finite times"
+    if not isinstance(cal, dict):
+        return "calibration must be an object"
+    for key, c in cal.items():
+        if (not isinstance(c, dict) or not isinstance(c.get("spec"), dict) or not isinstance(c.get("rounds_us"), list)
+                or not all(_is_time(v) for v in c["rounds_us"])):
+            return f"calibration {key} must hold a spec and finite round times"
+        try:
+            NetSpec.from_dict(c["spec"])
+        except Exception as exc:  # noqa: BLE001 - any failure means the spec is not one we wrote
+            return f"calibration {key}: bad spec ({exc})"
+    return None
+
+
 def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny: bool = False,
-              calibrate: bool = True, force: bool = False, progress=None, save_every_s: float = 2.0) -> LatencyLut:
+              calibrate: bool = True, force: bool = False, progress=None, save_every_s: float = 2.0,
+              note=None) -> LatencyLut:
     """Time every grid point (resuming from `<out>.partial.json`), calibrate, write `out`.
 
     `progress(done, total, label)` is called after each point; it may raise (e.g.
@@ -195,10 +236,21 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
               "calibrate": calibrate, "plan": plan}
     partial = _Partial(out.with_name(out.name + ".partial.json"), header)
     resumed = partial.load(force)
+    if resumed and note:
+        note(f"resuming from {partial.path} ({resumed} points measured before)")
     total = len(points) + CAL_ROUNDS * len(cal_specs)
     say = progress or (lambda *_a: None)
     t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="amc-lut-") as tmp:
+    import shutil
+
+    from converters.staging import make_staging_dir, remove_stale
+
+    remove_stale(out)  # scratch dirs of builds killed by SIGKILL (their process is gone)
+    try:
+        tmp = make_staging_dir(out)  # beside the output, named after this process (pid + start time)
+    except OSError as exc:
+        raise AmcError(f"cannot write in {out.parent or '.'}: {exc.strerror or exc}") from None
+    try:
         try:
             from benchmarks.latency_timers import layer_tflite, network_tflite
 
@@ -224,7 +276,10 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
                         say(done + 1, total, f"calibration {key} ({rnd + 1}/{CAL_ROUNDS})")
                     done += 1
         finally:
-            partial.save(0.0)
+            if partial.measured():  # nothing measured: leave nothing behind
+                partial.save(0.0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
     lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

@@ -24,6 +24,7 @@ costs about 0.1-0.3 ms once the LUT is loaded:
 from __future__ import annotations
 
 import json
+import math
 import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -132,17 +133,48 @@ class Table:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Table":
-        t = cls(d["kind"], int(d["res"]), [float(x) for x in d["cin"]], [float(x) for x in d["cout"]],
-                [[float(v) for v in row] for row in d["us"]],
-                [float(x) for x in d["align"]] if d.get("align") is not None else None)
-        if t.align is not None and (len(t.align) != ALIGN_PERIOD or t.kind not in ALIGNED_AXIS):
-            raise ValueError(f"table {t.kind}@{t.res}: alignment ratios need {ALIGN_PERIOD} values and an aligned kind")
-        if len(t.us) != len(t.cin) or any(len(row) != len(t.cout) for row in t.us):
-            raise ValueError(f"table {t.kind}@{t.res}: grid {len(t.cin)}x{len(t.cout)} but values do not match")
-        if any(b <= a for a, b in zip(t.cin, t.cin[1:])) or any(b <= a for a, b in zip(t.cout, t.cout[1:])):
-            raise ValueError(f"table {t.kind}@{t.res}: axes must increase")
-        return t
+    def from_dict(cls, d: dict, name: str = "?") -> "Table":
+        if not isinstance(d, dict):
+            raise ValueError(f"table {name} is not an object")
+        kind, res = d.get("kind"), d.get("res")
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"table {name}: kind must be a name")
+        if not _is_num(res) or res != int(res) or res < 1:
+            raise ValueError(f"table {name}: res must be a positive integer")
+        cin, cout = _axis_values(d.get("cin"), name, "cin"), _axis_values(d.get("cout"), name, "cout")
+        us = d.get("us")
+        if not isinstance(us, list) or len(us) != len(cin) or any(
+                not isinstance(row, list) or len(row) != len(cout) for row in us):
+            raise ValueError(f"table {name}: us must be a {len(cin)}x{len(cout)} grid matching cin and cout")
+        us = [[_finite(v, f"table {name}: us", low=0.0) for v in row] for row in us]
+        align = d.get("align")
+        if align is not None:
+            if not isinstance(align, list) or len(align) != ALIGN_PERIOD or kind not in ALIGNED_AXIS:
+                raise ValueError(f"table {name}: alignment ratios need {ALIGN_PERIOD} values and an aligned kind")
+            align = [_finite(x, f"table {name}: align", low=0.0, open_low=True) for x in align]
+        return cls(kind, int(res), cin, cout, us, align)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v, what: str, low: float | None = None, open_low: bool = False) -> float:
+    """v as a float: a JSON number, finite, and >= low (> low when open_low)."""
+    if not _is_num(v) or not math.isfinite(v):
+        raise ValueError(f"{what} must hold finite numbers, got {json.dumps(v)[:40]}")
+    if low is not None and (v <= low if open_low else v < low):
+        raise ValueError(f"{what} must be {'>' if open_low else '>='} {low:g}, got {v!r}")
+    return float(v)
+
+
+def _axis_values(axis, name: str, which: str) -> list[float]:
+    if not isinstance(axis, list) or not axis:
+        raise ValueError(f"table {name}: {which} must be a non-empty list of channel counts")
+    vals = [_finite(x, f"table {name}: {which}", low=0.0) for x in axis]
+    if any(b <= a for a, b in zip(vals, vals[1:])):
+        raise ValueError(f"table {name}: {which} must increase")
+    return vals
 
 
 @dataclass
@@ -220,14 +252,27 @@ class LatencyLut:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyLut":
+        if not isinstance(d, dict):
+            raise ValueError(f"not a latency LUT (a JSON {type(d).__name__}, not an object)")
         if d.get("format") != FORMAT:
             raise ValueError(f"not a latency LUT (format {d.get('format')!r})")
         if d.get("version") != VERSION:
             raise ValueError(f"LUT version {d.get('version')} is not supported (this amc-tf reads {VERSION})")
-        tables = {name: Table.from_dict(t) for name, t in d["tables"].items()}
-        return cls(dict(d["fingerprint"]), int(d["input_size"]), list(d["families"]), tables,
-                   float(d.get("overhead_us", 0.0)), {k: float(v) for k, v in d.get("scale", {}).items()},
-                   dict(d.get("meta", {})))
+        for key, typ, what in (("fingerprint", dict, "an object"), ("tables", dict, "an object"),
+                               ("families", list, "a list"), ("scale", dict, "an object"), ("meta", dict, "an object")):
+            if not isinstance(d.get(key, typ()), typ):
+                raise ValueError(f"{key} must be {what}")
+        if not d["tables"]:
+            raise ValueError("it holds no tables")
+        if not all(isinstance(f, str) for f in d["families"]):
+            raise ValueError("families must be names")
+        size = d.get("input_size")
+        if not _is_num(size) or size != int(size) or size < 1:
+            raise ValueError("input_size must be a positive integer")
+        tables = {str(name): Table.from_dict(t, name) for name, t in d["tables"].items()}
+        scale = {str(k): _finite(v, f"scale of {k}", low=0.0, open_low=True) for k, v in d.get("scale", {}).items()}
+        return cls(dict(d["fingerprint"]), int(size), list(d["families"]), tables,
+                   _finite(d.get("overhead_us", 0.0), "overhead_us", low=0.0), scale, dict(d.get("meta", {})))
 
     def save(self, path: str | os.PathLike) -> None:
         from benchmarks.runlog import atomic_write
@@ -240,9 +285,23 @@ def load_lut(path: str | os.PathLike) -> LatencyLut:
     if not p.is_file():
         raise LutError(f"LUT not found: {p}")
     try:
-        return LatencyLut.from_dict(json.loads(p.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LutError(f"{p}: unreadable LUT ({exc})") from None
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LutError(f"LUT: cannot read {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise LutError(f"LUT: {p}: nested too deeply to be a LUT") from None
+    except ValueError as exc:
+        raise LutError(f"LUT: {p}: not valid JSON ({exc})") from None
+    try:
+        return LatencyLut.from_dict(data)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise LutError(f"LUT: {p}: {exc}") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def predict(network, lut: LatencyLut | str | os.PathLike) -> float:

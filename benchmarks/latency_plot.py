@@ -65,13 +65,24 @@ def write_plot(result: dict, path: str | os.PathLike, title: str) -> None:
     fig.subplots_adjust(left=0.2, right=0.98, top=1 - 0.6 / height, bottom=0.7 / height, wspace=0.04)
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent or ".")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent or ".")
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the PNG should look like any other output
         fig.savefig(tmp, dpi=110)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        from amc_tf.core.errors import AmcError
+
+        raise AmcError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
     finally:
         plt.close(fig)

@@ -12,7 +12,6 @@ calibration, and three timers that run them with `bench`'s runtime, threads and 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import time
@@ -179,9 +178,12 @@ class BinaryTimer:
                 "threads": self.protocol.threads, "delegate": self.protocol.delegate, "machine": info["machine"]}
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
-        from benchmarks.local import run_binary
+        from benchmarks.local import RunTimedOut, run_binary
 
-        text, rc = run_binary(self.binary, Path(path), self.protocol)
+        try:
+            text, rc = run_binary(self.binary, Path(path), self.protocol)
+        except RunTimedOut as exc:
+            raise RunFailedError(f"benchmark_model on {Path(path).name}: {exc}") from None
         return _avg_us(text, rc, path)
 
     def close(self) -> None:
@@ -219,38 +221,69 @@ class AdbTimer:
                 "android": self._info.get("android"), "serial": self.serial}
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
-        from benchmarks.android import RC_MARK, REMOTE_DIR
+        from benchmarks.android import DeviceLost
+
+        try:
+            return self._time_model(path)
+        except DeviceLost as exc:  # a lost device is a failed run (exit 3), not a bug
+            raise RunFailedError(str(exc)) from None
+
+    def _time_model(self, path: Path) -> float:
+        from benchmarks.android import RC_MARK, REMOTE_DIR, TIMED_OUT
 
         remote = f"{REMOTE_DIR}/amc_lut_{Path(path).name}"
         self.worker.place(Path(path), remote, executable=False)
-        rc, out, err = self.client.shell(self.serial, self.worker.command(remote), timeout=600)
+        timeout = self.protocol.timeout_s()
+        rc, out, err = self.client.shell(self.serial, self.worker.command(remote), timeout=timeout)
         m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
         code = int(m.group(1)) if m else rc
         if m:
             out = out[: m.start()]
         else:
             self.worker.check_alive()
+            if rc == TIMED_OUT:  # stop the tool on the device (best effort), report the timeout
+                self.client.shell(self.serial, f"pkill -f {shlex.quote(self.worker.remote_binary)}", timeout=30)
+                raise RunFailedError(f"benchmark_model on {Path(path).name} timed out after {timeout:g} s "
+                                     "(--run-timeout)")
         self.client.shell(self.serial, f"rm -f {shlex.quote(remote)}")
         self.worker.placed = [p for p in self.worker.placed if p != remote]
         return _avg_us(out or err, code, path)
 
     def close(self) -> None:
-        self.client.shell(self.serial, f"rm -f {shlex.quote(self.worker.remote_binary)}")
+        try:  # best effort: the device may be gone
+            self.client.shell(self.serial, f"rm -f {shlex.quote(self.worker.remote_binary)}", timeout=30)
+        except AmcError:
+            pass
 
 
 def make_timer(target: str, threads: int, binary: str | None = None, serial: str | None = None,
-               adb: str | None = None, say=None):
-    """The timer for a target. Over benchmark_model, few iterations per point (10 warm-up + 30)."""
+               adb: str | None = None, say=None, run_timeout: float | None = None):
+    """The timer for a target. Over benchmark_model, few iterations per point (10 warm-up + 30),
+    each invocation stopped after `run_timeout` seconds (default: derived as `bench` does)."""
     if target == "local" and not binary:
+        if run_timeout is not None:
+            raise AmcError("--run-timeout applies to benchmark_model runs (--benchmark-binary or --target adb); "
+                           "the in-process LiteRT timer has none")
         return LocalTimer(threads=threads)
-    protocol = Protocol(warmup=10, runs=30, repeats=1, threads=threads)
+    protocol = Protocol(warmup=10, runs=30, repeats=1, threads=threads, run_timeout=run_timeout)
     if target == "local":
-        if not os.access(binary, os.X_OK):
-            raise AmcError(f"benchmark binary is not executable: {binary}")
-        return BinaryTimer(Path(binary), protocol)
+        from benchmarks.local import check_binary
+
+        return BinaryTimer(check_binary(binary), protocol)  # as `bench`: `./bm` is a path, `bm` is on PATH
+    return AdbTimer(_android_binary(binary), protocol, serial, adb, say)
+
+
+def _android_binary(binary: str | None) -> Path:
+    """The host copy of the Android benchmark_model, checked as `bench --target adb` does,
+    before any device is contacted."""
     if not binary:
         raise AmcError("--target adb needs --benchmark-binary (an Android build of benchmark_model)")
-    return AdbTimer(Path(binary), protocol, serial, adb, say)
+    p = Path(binary)
+    if not p.exists():
+        raise AmcError(f"benchmark binary not found: {binary}")
+    if not p.is_file():
+        raise AmcError(f"benchmark binary is not a file: {binary}")
+    return p
 
 
 def current_fingerprint(target: str, threads: int, binary: str | None = None, serial: str | None = None,
@@ -259,14 +292,17 @@ def current_fingerprint(target: str, threads: int, binary: str | None = None, se
     without --benchmark-binary the runtime cannot be known, so it is not compared."""
     if target == "local":
         if binary:
-            return BinaryTimer(Path(binary), Protocol(threads=threads)).fingerprint()
+            from benchmarks.local import check_binary
+
+            return BinaryTimer(check_binary(binary), Protocol(threads=threads)).fingerprint()
         return LocalTimer(threads=threads).fingerprint()
     from benchmarks.android import Adb, resolve_adb, select_serials
 
+    host_binary = _android_binary(binary) if binary else None
     client = Adb(resolve_adb(adb))
     chosen = select_serials(client, [serial] if serial else [])[0]
     rc, out, _ = client.shell(chosen, "getprop ro.product.model", timeout=60)
     fp = {"target": "adb", "cpu": None, "device": out.strip() if rc == 0 and out.strip() else "unknown",
           "threads": threads, "delegate": "xnnpack"}
-    fp["runtime"] = f"benchmark_model sha256:{sha256_file(binary)[:16]}" if binary else None
+    fp["runtime"] = f"benchmark_model sha256:{sha256_file(host_binary)[:16]}" if host_binary else None
     return fp

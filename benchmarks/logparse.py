@@ -349,7 +349,34 @@ def parse_text(text: str, source: str | None = None) -> LogResult:
     return res
 
 
-def parse_file(path: str | Path) -> LogResult:
+MAX_LOG_BYTES = 64 * 2**20  # a benchmark_model log is at most a few MB; anything far larger is not one
+
+
+def read_log(path: str | Path) -> str:
+    """The text of a log file, refused (AmcError naming the file) when it cannot be a
+    benchmark_model log: over MAX_LOG_BYTES (checked before reading, and the read is bounded)
+    or binary (a NUL byte in its first 64 KiB: a .tflite, an image, ...)."""
+    import os
+
+    from amc_tf.core.errors import AmcError
+
     p = Path(path)
-    text = p.read_bytes().decode("utf-8", errors="replace")
-    return parse_text(text, source=str(p))
+    try:
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = b"" if size > MAX_LOG_BYTES else fh.read(MAX_LOG_BYTES + 1)
+    except OSError as exc:
+        raise AmcError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if size > MAX_LOG_BYTES or len(data) > MAX_LOG_BYTES:
+        raise AmcError(f"{p} is {max(size, len(data)) / 2**20:,.0f} MiB, over the {MAX_LOG_BYTES // 2**20} MiB limit: "
+                       "not a benchmark_model log (those are at most a few MB)")
+    head = data[:65536]
+    if b"\0" in head:
+        what = " (a TFLite model)" if head[4:8] == b"TFL3" else ""
+        raise AmcError(f"{p} is a binary file{what}, not a benchmark_model log")
+    return data.decode("utf-8", errors="replace")
+
+
+def parse_file(path: str | Path) -> LogResult:
+    """Parse one log file; AmcError (exit 2) for a file too large or binary (see read_log)."""
+    return parse_text(read_log(path), source=str(Path(path)))

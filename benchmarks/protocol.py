@@ -26,6 +26,9 @@ DEFAULT_MAX_SECS = 100000
 RUN_TIMEOUT_FLOOR_S = 120.0
 RUN_TIMEOUT_MULTIPLE = 2.0
 PER_INVOCATION_BOUND_S = 1.0
+# The longest run timeout: 7 days. A larger --run-timeout is refused; a larger derived one
+# (huge --warmup/--runs) is clamped to it (the OS's poll/select wait limits are ~24 days).
+MAX_RUN_TIMEOUT_S = 7 * 24 * 3600.0
 
 _MASK = re.compile(r"^(0x)?[0-9a-fA-F]+$")
 
@@ -58,6 +61,9 @@ class Protocol:
             raise ProtocolError(f"--delegate must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
         if self.run_timeout is not None and not self.run_timeout > 0:
             raise ProtocolError(f"--run-timeout must be > 0 seconds, got {self.run_timeout}")
+        if self.run_timeout is not None and self.run_timeout > MAX_RUN_TIMEOUT_S:
+            raise ProtocolError(f"--run-timeout must be at most {MAX_RUN_TIMEOUT_S:g} seconds (7 days), "
+                                f"got {self.run_timeout:g}")
         if self.taskset is not None and (not _MASK.match(self.taskset) or taskset_cpus(self.taskset) == []):
             raise ProtocolError(f"--taskset wants a non-zero hex CPU mask such as f0, got {self.taskset!r}")
 
@@ -69,10 +75,12 @@ class Protocol:
         return d
 
     def timeout_s(self) -> float:
-        """Seconds one run may take before it is stopped (--run-timeout, else derived)."""
+        """Seconds one run may take before it is stopped (--run-timeout, else derived from the
+        protocol and clamped to MAX_RUN_TIMEOUT_S)."""
         if self.run_timeout is not None:
             return float(self.run_timeout)
-        return RUN_TIMEOUT_FLOOR_S + RUN_TIMEOUT_MULTIPLE * (self.warmup + self.runs) * PER_INVOCATION_BOUND_S
+        derived = RUN_TIMEOUT_FLOOR_S + RUN_TIMEOUT_MULTIPLE * (self.warmup + self.runs) * PER_INVOCATION_BOUND_S
+        return min(derived, MAX_RUN_TIMEOUT_S)
 
     def benchmark_model_args(self, graph: str) -> list[str]:
         """The `benchmark_model` flags for one run of this protocol (exact counts)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from amc_tf.core.errors import AmcError, OutputExistsError
 
 RUN_FILE = re.compile(r"^(?P<name>.+)_run(?P<k>\d+)\.txt$")
-_NAME_OK = re.compile(r"^[A-Za-z0-9._@+-]+$")
+_NAME_OK = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9._@+-]*$")
 
 
 @dataclass
@@ -85,8 +85,8 @@ def run_status(parsed, code: int | None, output: str) -> tuple[str, str | None]:
 def check_name(name: str) -> str:
     if not _NAME_OK.match(name) or RUN_FILE.match(name + ".txt"):
         raise AmcError(
-            f"--name {name!r} is not usable in a log file name (letters, digits, . _ - + @ only, "
-            "and it must not itself end in _run<k>)"
+            f"--name {name!r} is not usable in a log file name (non-empty; letters, digits, . _ - + @ only, "
+            "not starting with '.' or '-', and it must not itself end in _run<k>)"
         )
     return name
 
@@ -111,9 +111,12 @@ def existing_logs(logdir: Path, name: str) -> list[Path]:
     return sorted(out)
 
 
-def claim_logdir(logdir: Path, names: list[str], force: bool) -> None:
+def claim_logdir(logdir: Path, names: list[str], force: bool, staged: bool = False) -> "LogClaim | None":
     """Refuse to mix new runs with old logs of the same name unless --force, in which
-    case the old logs (and partial logs and manifest) of those names are removed."""
+    case the old logs (and partial logs and manifest) of those names are removed - or, with
+    `staged`, moved aside into LOGDIR/.replaced-*/ and a LogClaim returned: its commit()
+    drops them once the new runs have finished, its rollback() (an error, an interrupt)
+    puts them back and removes a log directory this call created if it is left empty."""
     logdir = Path(logdir)
     clash = [p for n in names for p in existing_logs(logdir, n)]
     if clash and not force:
@@ -121,17 +124,71 @@ def claim_logdir(logdir: Path, names: list[str], force: bool) -> None:
             f"{len(clash)} log(s) already in {logdir} for {', '.join(sorted({RUN_FILE.match(p.name)['name'] for p in clash}))} "
             f"(e.g. {clash[0].name}); pass --force to replace them or choose another --logdir/--name"
         )
+    created = not logdir.exists()
     try:
         logdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AmcError(f"cannot create log directory {logdir}: {exc.strerror}") from None
-    if force:
-        for n in names:
-            for p in existing_logs(logdir, n) + sorted(logdir.glob(f"{glob_escape(n)}_run*.partial.txt")):
-                p.unlink()
-            mp = manifest_path(logdir, n)
-            if mp.exists():
-                mp.unlink()
+    old = [p for n in names for p in _traces(logdir, n)] if force else []
+    if not staged:
+        for p in old:
+            p.unlink()
+        return None
+    claim = LogClaim(logdir, names, created)
+    if old:
+        claim.stash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=logdir))
+        for p in old:
+            os.replace(p, claim.stash / p.name)
+    return claim
+
+
+def _traces(logdir: Path, name: str) -> list[Path]:
+    """The run logs, partial logs and manifest of one name."""
+    mp = manifest_path(logdir, name)
+    return (existing_logs(logdir, name) + sorted(logdir.glob(f"{glob_escape(name)}_run*.partial.txt"))
+            + ([mp] if mp.exists() else []))
+
+
+class LogClaim:
+    """Old logs set aside by claim_logdir(staged=True) until the new runs have finished; as a
+    context manager: `with claim_logdir(..., staged=True): <the runs>`."""
+
+    def __init__(self, logdir: Path, names: list[str], created: bool):
+        self.logdir, self.names, self.created = logdir, list(names), created
+        self.stash: Path | None = None
+
+    def __enter__(self) -> "LogClaim":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Leaving the block normally commits; an exception (an interrupt too) rolls back."""
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def commit(self) -> None:
+        if self.stash is not None:
+            import shutil
+
+            shutil.rmtree(self.stash, ignore_errors=True)
+            self.stash = None
+
+    def rollback(self) -> None:
+        """Back to before: with old logs set aside, the new runs' traces go and the old come back."""
+        if self.stash is not None:
+            for n in self.names:
+                for p in _traces(self.logdir, n):
+                    p.unlink(missing_ok=True)
+            for p in sorted(self.stash.iterdir()):
+                os.replace(p, self.logdir / p.name)
+            self.stash.rmdir()
+            self.stash = None
+        if self.created:
+            try:
+                self.logdir.rmdir()  # only when empty
+            except OSError:
+                pass
 
 
 def glob_escape(s: str) -> str:

@@ -27,7 +27,7 @@ from amc_tf.core.flops import count as count_macs
 from amc_tf.core.netspec import Network
 from amc_tf.core.profiles import check_profile
 from amc_tf.core.fileutil import sha256_file
-from converters.staging import check_output_path, make_staging_dir, remove_stale
+from converters.staging import check_output_path, check_replaceable, make_staging_dir, remove_stale
 from converters.verification import verification_batch
 
 
@@ -176,9 +176,7 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     if (outdir.exists() or outdir.is_symlink()) and not _empty_dir(outdir):
         if not options.force:
             raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
-        if outdir.is_symlink() or not (outdir / "report.json").is_file():
-            raise OutputExistsError(f"{outdir} is not an amc-tf output (no report.json); --force replaces only "
-                                    "earlier conversions: remove it yourself or choose another -o")
+        check_replaceable(outdir)
     if options.quantize:
         from converters.quantized_export import check_options
 

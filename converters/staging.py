@@ -8,13 +8,14 @@ staging directories whose owner process is provably gone; others are left alone.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from amc_tf.core.errors import AmcError
+from amc_tf.core.errors import AmcError, OutputExistsError
 
 
 def _start_time(pid: int) -> int | None:
@@ -87,3 +88,33 @@ def check_output_path(checkpoint: str | os.PathLike, outdir: Path) -> None:
     if src == real_out or real_out in src.parents:
         raise AmcError(f"refusing to write to {outdir}: it contains the input {checkpoint}, which "
                        "--force would delete; choose another output directory")
+
+
+# Everything a conversion writes at the top of OUTDIR (convert, --quantize, --export, --with-preprocessing).
+CONVERSION_ENTRIES = frozenset({"report.json", "model.tflite", "model_fp32.tflite", "saved_model", "slim",
+                                "model.onnx", "with_preprocessing", "calibration.txt"})
+
+
+def check_replaceable(outdir: Path) -> None:
+    """`--force` replaces an earlier conversion only: a real directory whose report.json is an
+    amc-tf report and which holds nothing a conversion does not write. Anything else (a user's
+    folder, a conversion the user has added files to, a symlink, a file) is refused."""
+
+    hint = "remove it yourself or choose another -o"
+    if outdir.is_symlink() or not outdir.is_dir():
+        raise OutputExistsError(f"{outdir} is not a directory written by amc-tf; --force replaces only earlier "
+                                f"conversions: {hint}")
+    try:
+        report = json.loads((outdir / "report.json").read_text())
+        names = sorted(entry.name for entry in os.scandir(outdir))
+    except (OSError, ValueError):
+        report, names = None, []
+    if not (isinstance(report, dict) and isinstance(report.get("artifacts"), dict)
+            and isinstance(report.get("network"), dict)):
+        raise OutputExistsError(f"{outdir} is not an amc-tf output (no amc-tf report.json); --force replaces "
+                                f"only earlier conversions: {hint}")
+    foreign = [name for name in names if name not in CONVERSION_ENTRIES]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(f"{outdir} holds files a conversion did not write ({shown}); --force would "
+                                f"delete them: {hint}")

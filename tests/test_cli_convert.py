@@ -99,10 +99,22 @@ def test_existing_outdir_needs_force(tmp_path, make_checkpoint):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     (out / "keep.txt").unlink()
     assert run_cli("convert", ckpt, "-o", out, "-q", "--no-verify").exit_code == 0  # empty: no --force needed
-    (out / "extra.txt").write_text("left by an earlier run")
-    result = run_cli("convert", ckpt, "-o", out, "-q", "--force", "--no-verify")
+    result = run_cli("convert", ckpt, "-o", out, "-q", "--force", "--no-verify")  # an earlier conversion
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "report.json", "saved_model", "slim"]
+    # a conversion the user added a file to, and a folder with a report.json of some other tool
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("convert", ckpt, "-o", out, "-q", "--force", "--no-verify")
+    assert result.exit_code == 2 and "notes.txt" in result.stderr and (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    fake = tmp_path / "fake"
+    (fake / "photos").mkdir(parents=True)
+    (fake / "report.json").write_text('{"a": 1}')
+    result = run_cli("convert", ckpt, "-o", fake, "-q", "--force", "--no-verify")
+    assert result.exit_code == 2 and "not an amc-tf output" in result.stderr and (fake / "photos").is_dir()
+    (fake / "photos").rmdir()
+    (fake / "report.json").unlink()
+    fake.rmdir()
     assert json.loads((out / "report.json").read_text())["verification"] == {"skipped": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no temp or backup dirs left
 

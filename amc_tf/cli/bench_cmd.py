@@ -57,9 +57,9 @@ def default_name(model: str) -> str:
 def _names(models: tuple[str, ...], name: str | None) -> list[str]:
     from benchmarks.runlog import check_name
 
-    if name and len(models) != 1:
+    if name is not None and len(models) != 1:
         raise AmcError("--name needs exactly one MODEL (the default name is each model's file stem)")
-    names = [name] if name else [default_name(m) for m in models]
+    names = [name] if name is not None else [default_name(m) for m in models]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise AmcError(f"two models would share the log name {dup[0]!r}; benchmark them separately with --name")
@@ -141,9 +141,9 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
         from benchmarks.local import bench_local, check_binary
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
-        claim_logdir(logdir, names, force)
-        say(f"logs in {logdir}/")
-        records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
+        with claim_logdir(logdir, names, force, staged=True):  # old logs replaced only once the runs are done
+            say(f"logs in {logdir}/")
+            records = [bench_local(p, n, protocol, logdir, binary=binary, progress=say) for p, n in zip(paths, names)]
         log_names = names
         lost: list[str] = []
     else:
@@ -201,15 +201,10 @@ def parse(file, as_json):
 
 
 def _check_text(p: Path) -> None:
-    """Refuse a binary file (a .tflite, an image, ...) as bad input, before parsing it as a log."""
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(65536)
-    except OSError as exc:
-        raise AmcError(f"cannot read {p}: {exc.strerror}") from None
-    if b"\0" in head:
-        what = " (a TFLite model)" if head[4:8] == b"TFL3" else ""
-        raise AmcError(f"{p} is a binary file{what}, not a benchmark_model log")
+    """Refuse a file that cannot be a log (binary, or over the size limit) as bad input, before parsing."""
+    from benchmarks.logparse import read_log
+
+    read_log(p)
 
 
 def _describe(r) -> str:
@@ -246,7 +241,8 @@ def _describe(r) -> str:
 def summarize(logdir, as_json, as_csv, as_md, baseline):
     """Group LOGDIR/<model>_run<k>.txt by model: per-run averages, mean across runs (the
     headline), std across runs, min/median/max, optional ratio to a baseline.
-    Exit 3 when a run failed, holds no result, or is missing."""
+    Exit 3 when a run failed, holds no result, or is missing. A file that cannot be a
+    benchmark_model log (binary, or over 64 MiB) is refused: exit 2 naming it, nothing summarised."""
     from benchmarks.summary import summarize_dir, to_csv, to_json, to_markdown, to_text
 
     if sum([as_json, as_csv, as_md]) > 1:

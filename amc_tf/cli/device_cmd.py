@@ -29,7 +29,8 @@ def device():
 @click.option("--port", type=click.IntRange(0, 65535), default=5555, show_default=True,
               help="TCP port on 127.0.0.1 (0: pick a free one and print it)")
 @click.option("--root", "root", required=True, type=click.Path(file_okay=False),
-              help="directory playing the device's /data and /sdcard (created if missing)")
+              help="directory playing the device's /data and /sdcard: new, empty or an earlier emulator root "
+                   "(created if missing)")
 @click.option("--state", type=click.Choice(["device", "unauthorized", "offline"]), default="device",
               show_default=True, help="unauthorized: ask for auth and never accept the key; offline: never answer")
 @click.option("--adb-keys", type=click.Path(dir_okay=False), default=None,
@@ -39,7 +40,7 @@ def device():
 @click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
 @click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
               help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
-@click.option("--quiet", is_flag=True, help="print only the listening line")
+@click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
 @handle_errors
 def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
@@ -47,8 +48,9 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
     from benchmarks.adbemu.auth import load_keys
     from benchmarks.adbemu.device import EmulatedDevice
-    from benchmarks.adbemu.sandbox import Sandbox, default_props, parse_props
+    from benchmarks.adbemu.sandbox import Sandbox, check_root, default_props, parse_props
 
+    check_root(root)
     keys = None
     if adb_keys:
         if state != "device":

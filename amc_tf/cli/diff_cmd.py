@@ -6,7 +6,7 @@ import os
 
 import click
 
-from amc_tf.cli.options import BN_EPS
+from amc_tf.cli.options import BN_EPS, NON_NEGATIVE
 from amc_tf.cli.output import emit_json, handle_errors
 from amc_tf.core.errors import AmcError
 
@@ -61,7 +61,7 @@ def image_inputs(directory: str, spec, limit: int):
 @click.option("--limit", type=click.IntRange(1), default=8, show_default=True, help="At most this many --images.")
 @click.option("--random", "random_n", type=click.IntRange(1), default=None,
               help="Run N standard-normal inputs (seed 0)  [default: 2, when --images is not given]")
-@click.option("--tolerance", type=click.FloatRange(0), default=1e-4, show_default=True,
+@click.option("--tolerance", type=NON_NEGATIVE, default=1e-4, show_default=True,
               help="Largest relative error (max|err| / max|reference|) a layer may have; exit 1 beyond it.")
 @click.option("--input-size", type=click.IntRange(32, 1024), default=None,
               help="Input height and width, for a CHECKPOINT  [default: 224]")

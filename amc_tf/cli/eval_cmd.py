@@ -10,6 +10,9 @@ from amc_tf.cli.output import emit_json, handle_errors
 from amc_tf.core.errors import AmcError
 
 
+PARITY_MAX_N = 10000  # every backend's logits of every image are held in memory; parity needs far fewer
+
+
 class ParityFailed(AmcError):
     """The backends disagree beyond the thresholds. Exit 1."""
 
@@ -131,6 +134,13 @@ def _check_logits_path(path: str, force: bool):
         raise AmcError(f"--save-logits {path}: cannot create its folder {p.parent}: {exc.strerror}") from None
     if not os.access(p.parent, os.W_OK):
         raise AmcError(f"--save-logits {path}: folder {p.parent} is not writable")
+    import tempfile
+
+    try:  # the real test (root passes os.access, /sys and /proc refuse files): create one, then remove it
+        with tempfile.NamedTemporaryFile(dir=p.parent, prefix=".amc-tf-logits-", suffix=".npy"):
+            pass
+    except OSError as exc:
+        raise AmcError(f"--save-logits {path}: cannot create a file in {p.parent}: {exc.strerror or exc}") from None
     return p
 
 
@@ -172,7 +182,8 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
 @click.argument("target", metavar="CHECKPOINT_OR_OUTDIR", type=click.Path(exists=True, path_type=str))
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Images to compare on (any layout eval reads; default: seeded synthetic images).")
-@click.option("--n", "n", type=click.IntRange(1), default=100, show_default=True, help="Number of images.")
+@click.option("--n", "n", type=click.IntRange(1, PARITY_MAX_N), default=100, show_default=True,
+              help=f"Number of images (1..{PARITY_MAX_N}).")
 @click.option("--max-diff", type=NON_NEGATIVE, default=1e-3, show_default=True, help="Largest allowed |logit difference|.")
 @click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
@@ -216,11 +227,23 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
                                                    exports=("with_preprocessing",)), progress=say)
         backends, notes = _parity_backends(outdir, checkpoint, threads, input_size, missing)
         prep = preprocessing_for(backends["tf"])
-        say(f"preparing {n} images")
         if dataset is not None:
-            crops = P.load_images(dataset, n, prep, "pil")
+            count = min(n, len(dataset.files)) if dataset.files else None
+            say(f"preparing {count} images" if count is not None else f"preparing up to {n} images")
+            skipped: list[dict] = []
+            crops = P.load_images(dataset, n, prep, "pil", skipped=skipped)
+            for item in skipped:
+                say(f"skipped (unreadable): {item['file']}: {item['error']}")
+            if not crops:
+                named = "; ".join(f"{item['file']}: {item['error']}" for item in skipped[:3])
+                more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+                raise AmcError(f"--images {images}: none of the {len(skipped)} images could be read "
+                               f"({named}{more})")
+            if skipped:
+                notes.append(f"{len(skipped)} unreadable image(s) skipped: {', '.join(i['file'] for i in skipped)}")
             raws = P.load_images(dataset, n, prep, "pil", raw=True) if "saved_model_uint8" in backends else []
         else:
+            say(f"preparing {n} images")
             raws = P.synthetic_images(n, prep.resize_size)
             notes.append(f"{n} seeded synthetic images (pass --images DIR for real ones)")
             from amc_tf.core.preprocess import pil_crop

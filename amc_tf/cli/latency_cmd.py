@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from amc_tf.cli.output import emit_json, handle_errors
-from amc_tf.core.errors import AmcError, OutputExistsError
+from amc_tf.cli.options import FiniteFloat
+from amc_tf.core.errors import AmcError, Interrupted, OutputExistsError, RunFailedError
 
 
 class _Bar:
@@ -48,6 +49,17 @@ class _Bar:
             self.open_line = False
 
 
+def _holds_points(partial: Path) -> bool:
+    """Whether the partial file now holds measured points (an interrupted build keeps them)."""
+    import json
+
+    try:
+        data = json.loads(partial.read_text())
+        return bool(data.get("points")) or any(c.get("rounds_us") for c in data.get("calibration", {}).values())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
 def _mmss(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
 
@@ -72,11 +84,14 @@ def latency():
               help="tiny: two points per axis, a smoke test of the target (not accurate).")
 @click.option("--no-calibrate", is_flag=True, help="Skip timing whole random networks to fit the scale.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT, or a partial build made with other settings.")
+@click.option("--run-timeout", type=FiniteFloat(low=0, low_open=True), default=None, metavar="SECONDS",
+              help="stop a benchmark_model run after this long: the build stops, exit 3, the points so far "
+                   "kept [default: as bench: 120 s + 2 s per invocation, 200 s]")
 @click.option("--json", "as_json", is_flag=True, help="Print the build's summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def build(output, target, serial, benchmark_binary, adb_path, threads, family, input_size, grid, no_calibrate,
-          force, as_json, quiet):
+          force, run_timeout, as_json, quiet):
     """Time each layer kind of MobileNetV1/V2 alone over a grid of channel counts and write the
     LUT. Resumable: an interrupted build keeps OUTPUT.partial.json and the same command goes
     on from there."""
@@ -92,20 +107,23 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
     if target == "local" and (serial or adb_path):
         raise AmcError("--serial and --adb are only for --target adb")
     partial = out.with_name(out.name + ".partial.json")
-    if partial.exists() and not quiet:
-        click.echo(f"resuming from {partial}", err=True)
     say = None if quiet else (lambda m: click.echo(m, err=True))
-    timer = make_timer(target, threads, benchmark_binary, serial, adb_path, say)
+    timer = make_timer(target, threads, benchmark_binary, serial, adb_path, say, run_timeout)
     bar = _Bar(quiet)
     try:
         lut = build_lut(out, timer, families, input_size, tiny=grid == "tiny", calibrate=not no_calibrate,
-                        force=force, progress=bar)
-    except BaseException:  # interrupted (SIGINT/SIGTERM), or a benchmark run failed
+                        force=force, progress=bar, note=say)
+    except (RunFailedError, KeyboardInterrupt, Interrupted) as exc:  # a run failed/timed out/was lost; a signal
         bar.finish()
-        if partial.exists():
-            click.echo(f"the points measured so far are kept in {partial}; run the same command again "
-                       "to resume", err=True)
-        raise
+        if not _holds_points(partial):
+            raise
+        hint = f"; the points measured so far are kept in {partial}; run the same command again to resume"
+        if isinstance(exc, RunFailedError):
+            raise RunFailedError(f"{exc}{hint}") from None
+        # the CLI's interrupt line, with the hint in it (one line), and the signal's exit code
+        stop = AmcError(f"interrupted ({getattr(exc, 'signame', 'SIGINT')}){hint}")
+        stop.exit_code = getattr(exc, "exit_code", 130)
+        raise stop from None
     finally:
         bar.finish()
         timer.close()
@@ -161,6 +179,31 @@ def _format(result: dict, spec, label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_plot(plot: str, force: bool) -> None:
+    """Refuse a --plot target before any work: a .png file name whose directory exists; an
+    existing one only with --force, and never something other than a regular file."""
+    import stat
+
+    if not plot.strip():
+        raise AmcError("--plot wants a file name ending in .png, got an empty one")
+    p = Path(plot)
+    if p.suffix.lower() != ".png":
+        raise AmcError(f"--plot {plot}: the file name must end in .png (the plot is a PNG)")
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise AmcError(f"cannot write {plot}: {exc.strerror}") from None
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise AmcError(f"{plot} exists and is not a regular file; refusing to replace it, even with --force")
+        if not force:
+            raise OutputExistsError(f"{plot} exists; pass --force to replace it")
+    if not p.parent.is_dir():
+        raise AmcError(f"directory of {plot} does not exist")
+
+
 @latency.command("predict")
 @click.argument("model", required=False, type=click.Path())
 @click.option("--profile", default=None, help="An AMC profile instead of MODEL (1.0, 0.5flops, v2-1.0, ...).")
@@ -179,19 +222,18 @@ def _format(result: dict, spec, label: str) -> str:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: per-layer predicted time beside MACs.")
 @click.option("--force", is_flag=True, help="Replace an existing --plot file.")
+@click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors (no library notes while "
+                                                  "reading MODEL).")
 @handle_errors
 def predict(model, profile, lut_path, input_size, target, serial, benchmark_binary, adb_path, threads,
-            ignore_fingerprint, as_json, plot, force):
+            ignore_fingerprint, as_json, plot, force, quiet):
     """Predict the latency of MODEL (a checkpoint or a convert OUTDIR) or of --profile NAME,
     layer by layer, from a LUT built on the same target."""
     from benchmarks.latency_lut import load_lut
 
+    if plot is not None:
+        _check_plot(plot, force)
     lut = load_lut(lut_path)
-    if plot:
-        if Path(plot).exists() and not force:
-            raise OutputExistsError(f"{plot} exists; pass --force to replace it")
-        if not Path(plot).parent.is_dir():
-            raise AmcError(f"directory of {plot} does not exist")
     if not ignore_fingerprint:
         from benchmarks.latency_timers import current_fingerprint
 
@@ -199,9 +241,12 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
         if why:
             raise AmcError(f"{lut_path} was built on another target ({why}); rebuild it here, "
                            "or pass --ignore-fingerprint")
-    spec, label = _spec_of(model, profile, input_size, lut.input_size)
+    from amc_tf.core.quiet import silenced
+
+    with silenced(force=quiet):
+        spec, label = _spec_of(model, profile, input_size, lut.input_size)
     result = lut.predict_layers(spec)
-    if plot:
+    if plot is not None:
         from benchmarks.latency_plot import write_plot
 
         write_plot(result, plot, f"{label} ({spec.family})")

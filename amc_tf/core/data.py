@@ -71,6 +71,7 @@ class Dataset:
     imagenet_labels: np.ndarray | None = None
     records: list[str] = field(default_factory=list)
     unknown_wnid: str | None = None  # wnid-named class folders with a name outside ImageNet-1k
+    skipped: list[dict] = field(default_factory=list)  # entries not listed ({"file", "error"}): symlink loops, ...
 
     def default_labels_offset(self, num_classes: int) -> int:
         if self.layout == "tfrecord":
@@ -124,21 +125,72 @@ def open_dataset(root: str | os.PathLike, ground_truth: str | None = None) -> Da
     records = sorted(glob.glob(os.path.join(root, TFRECORD_GLOB)))
     if records:
         return Dataset("tfrecord", root, (), records=records)
-    subdirs = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    images = sorted(e.name for e in os.scandir(root) if e.is_file() and _is_image(e.name))
+    subdirs, images, skipped = [], [], []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        kind = _entry_kind(entry.path)
+        if kind == "dir":
+            subdirs.append(entry.name)
+        elif _is_image(entry.name):  # a device, FIFO or broken link named like an image: counted, skipped when read
+            images.append(entry.name)
+        elif kind != "file":
+            skipped.append({"file": entry.path, "error": kind})
     if subdirs and not images:
-        return _image_folder(root, subdirs)
-    if not images:
+        ds = _image_folder(root, subdirs)
+    elif not images:
         raise DataError(f"{root}: no images (nor class folders, nor {TFRECORD_GLOB} TFRecords) found")
-    if ground_truth or any(n.startswith("ILSVRC2012_val_") for n in images):
-        return _imagenet_val(root, images, ground_truth)
-    return _flat(root, images)
+    elif ground_truth or any(n.startswith("ILSVRC2012_val_") for n in images):
+        ds = _imagenet_val(root, images, ground_truth)
+    else:
+        ds = _flat(root, images)
+    ds.skipped[:0] = skipped
+    return ds
+
+
+def _entry_kind(path: str) -> str:
+    """"dir", "file" (regular), or why it is neither (a symlink loop, a broken link, a device...)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _walk(top: str, skipped: list[dict]):
+    """os.walk(top, followlinks=True) in sorted order that follows each real folder once: a
+    symlink back to a folder already walked (a loop) is named in `skipped`, not followed, as
+    are entries that cannot be resolved (a symlink loop, a broken link)."""
+    seen = set()
+    walked = []
+    for dirpath, dirnames, names in os.walk(top, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:
+            skipped.append({"file": dirpath, "error": f"{type(exc).__name__}: {exc.strerror or exc}"})
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            skipped.append({"file": dirpath, "error": "symlink loop (a folder already read): not followed"})
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        for fname in names:
+            if not _is_image(fname):
+                kind = _entry_kind(os.path.join(dirpath, fname))
+                if kind not in ("file", "not a regular file"):
+                    skipped.append({"file": os.path.join(dirpath, fname), "error": kind})
+        walked.append((dirpath, names))
+    return sorted(walked)
 
 
 def _image_folder(root: str, classes: list[str]) -> Dataset:
-    files, labels = [], []
+    files, labels, skipped = [], [], []
     for index, name in enumerate(classes):
-        for dirpath, _, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
+        for dirpath, names in _walk(os.path.join(root, name), skipped):
             for fname in sorted(names):
                 if _is_image(fname):
                     files.append(os.path.join(dirpath, fname))
@@ -146,7 +198,7 @@ def _image_folder(root: str, classes: list[str]) -> Dataset:
     if not files:
         raise DataError(f"{root}: {len(classes)} class folders but no images in them")
     labels = np.asarray(labels, np.int64)
-    ds = Dataset("imagefolder", root, tuple(classes), files, labels)
+    ds = Dataset("imagefolder", root, tuple(classes), files, labels, skipped=skipped)
     if all(WNID_RE.match(c) for c in classes):  # wnid folders: a subset of ImageNet still scores right
         unknown = [c for c in classes if c not in _wnid_index()]
         if unknown:  # fine for a model trained on these folders; an error for a 1000-way ImageNet model

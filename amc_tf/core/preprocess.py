@@ -67,8 +67,43 @@ def pil_open(source):
 
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
+    else:
+        check_regular_file(source)
     with Image.open(source) as img:
         return img.convert("RGB")
+
+
+def check_regular_file(path) -> None:
+    """OSError for a path that cannot be resolved (a symlink loop, ...), ValueError for one that
+    is not a regular file (a device such as /dev/zero, a FIFO): never read such a file as an image."""
+    import os
+    import stat
+
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file (a device, FIFO or socket)")
+
+
+def check_pixels(source):
+    """`source` (a path or encoded bytes) unchanged, or PIL's DecompressionBombError when its
+    header gives more pixels than PIL decodes (2 x Image.MAX_IMAGE_PIXELS, the limit `pil_open`
+    applies). Only the header is read (PIL.Image.open is lazy); a file PIL cannot identify passes
+    (the tf decoder judges it). The `tf` path checks this before decoding, so both paths skip
+    the same images. A path must name a regular file (`check_regular_file`)."""
+    from PIL import Image
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        stream = io.BytesIO(bytes(source))
+    else:
+        check_regular_file(source)
+        stream = source
+    try:
+        with Image.open(stream):
+            pass
+    except Image.DecompressionBombError:
+        raise
+    except Exception:  # noqa: BLE001 - not PIL's to judge here
+        pass
+    return source
 
 
 def pil_crop(image, prep: Preprocessing) -> np.ndarray:

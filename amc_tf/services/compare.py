@@ -45,8 +45,15 @@ def open_candidate(path: str | os.PathLike) -> Candidate:
 
 
 def open_candidates(paths) -> list[Candidate]:
-    """The OUTDIRs, named by their folder names (made unique with -2, -3... for the logs)."""
+    """The OUTDIRs, named by their folder names (made unique with -2, -3... for the logs).
+    Every model.tflite (and its fp32 reference) is loaded once here, so a corrupt one is
+    refused before any measurement starts."""
+    from amc_tf.core.tflite_io import load_interpreter
+
     cands = [open_candidate(p) for p in paths]
+    for c in cands:
+        for path in dict.fromkeys((c.model, c.fp32)):
+            load_interpreter(path)  # ModelFileError (exit 2) naming the file
     seen: dict[str, int] = {}
     for c in cands:
         seen[c.name] = seen.get(c.name, 0) + 1
@@ -70,7 +77,10 @@ class Images:
 def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | None = None) -> Images:
     from dataclasses import replace
 
-    dataset = calibration.open_images(root)
+    try:
+        dataset = calibration.open_images(root)
+    except AmcError as exc:  # its messages name --calibration, the option it serves elsewhere
+        raise AmcError(str(exc).replace("--calibration ", "--images ", 1)) from None
     taken = set().union(*(c.calibration_hashes for c in cands))
     keep = [i for i, f in enumerate(dataset.files) if not taken or sha256_file(f) not in taken]
     excluded = len(dataset.files) - len(keep)

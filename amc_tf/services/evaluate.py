@@ -156,7 +156,7 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
     Unreadable images are dropped (their index is missing) unless `strict`."""
     import tensorflow as tf
 
-    from amc_tf.core.preprocess import pil_load_crop, pil_open, tf_crop, tf_decode
+    from amc_tf.core.preprocess import check_pixels, pil_load_crop, pil_open, tf_crop, tf_decode
 
     raw = feed == "raw"
     if dataset.records:
@@ -174,7 +174,13 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
         ds = ds.take(limit)
 
     if mode == "tf":
+        def checked(src):  # the pil path's checks, from the header, before tf reads or allocates the image
+            check_pixels(src if from_bytes else src.decode())
+            return src
+
         def decode(i, src, y):
+            src = tf.numpy_function(checked, [src], tf.string, stateful=False)
+            src.set_shape([])
             image = tf_decode(src if from_bytes else tf.io.read_file(src))
             return i, (image if raw else tf_crop(image, prep)), y
     else:
@@ -228,7 +234,7 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
     total = len(dataset.files) if dataset.files else None
     if total is not None and limit is not None:
         total = min(total, limit)
-    skipped: list[dict] = []
+    skipped: list[dict] = list(dataset.skipped)  # entries the listing could not follow (symlink loops, ...)
     batches = _batches(dataset, labels, offset, mode, prep, model.feed, batch_size, limit, strict, skipped)
     indices, rows, hit1, hit5 = [], [], 0, 0
     t0 = time.perf_counter()
@@ -301,8 +307,8 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
         for i in range(expected, upto):
             name = _item_name(dataset, i)
             if strict:
-                raise UnreadableImage(f"unreadable image {name}: could not be decoded ({STRICT_HINT})")
-            skipped.append({"file": name, "error": "could not be decoded"})
+                raise UnreadableImage(f"unreadable image {name}: {_skip_reason(dataset, i)} ({STRICT_HINT})")
+            skipped.append({"file": name, "error": _skip_reason(dataset, i)})
 
     for index, pixels, y in pipeline:
         index = index.numpy()
@@ -312,6 +318,19 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
         yield index, pixels.numpy(), y.numpy()
     count = len(dataset.files) if dataset.files else _count_records(dataset.records, limit)
     gap(count if limit is None else min(count, limit))
+
+
+def _skip_reason(dataset: Dataset, i: int) -> str:
+    """Why tf.data dropped item i: over the pixel limit (named as the pil path names it), or undecodable."""
+    if dataset.files:
+        from amc_tf.services.pilfeed import describe
+        from amc_tf.core.preprocess import check_pixels
+
+        try:
+            check_pixels(dataset.files[i])
+        except Exception as exc:  # noqa: BLE001 - DecompressionBombError
+            return describe(exc)
+    return "could not be decoded"
 
 
 def _count_records(records: list[str], limit: int | None) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from amc_tf.core.data import Dataset
-from amc_tf.services.evaluate import Backend, image_pipeline
+from amc_tf.services.evaluate import Backend
 from amc_tf.core.preprocess import Preprocessing, normalize
 
 
@@ -32,10 +32,15 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict:
     }
 
 
-def load_images(dataset: Dataset, n: int, prep: Preprocessing, mode: str, raw: bool = False) -> list[np.ndarray]:
-    """The first `n` readable images of `dataset`, as uint8 crops (or whole decoded images)."""
-    pipeline = image_pipeline(dataset, dataset.labels, 0, mode, prep, "raw" if raw else "uint8", 1, limit=n)
-    return [pixels.numpy()[0] for _, pixels, _ in pipeline]
+def load_images(dataset: Dataset, n: int, prep: Preprocessing, mode: str, raw: bool = False,
+                skipped: list[dict] | None = None) -> list[np.ndarray]:
+    """The readable images among the first `n` of `dataset`, as uint8 crops (or whole decoded
+    images); the unreadable ones are named in `skipped` ({"file", "error"}), as eval names them."""
+    from amc_tf.services.evaluate import _batches
+
+    skipped = [] if skipped is None else skipped
+    batches = _batches(dataset, dataset.labels, 0, mode, prep, "raw" if raw else "uint8", 1, n, False, skipped)
+    return [img for _, pixels, _ in batches for img in pixels]
 
 
 def synthetic_images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:

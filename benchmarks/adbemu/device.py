@@ -218,7 +218,9 @@ class EmulatedDevice:
         self.sandbox, self.state, self.shell_v2 = sandbox, state, shell_v2
         self.auth_keys = [] if state == "unauthorized" else adb_keys
         self.say = say or (lambda _m: None)
-        self.procs: set[subprocess.Popen] = set()
+        from benchmarks.adbemu.reaper import ProcessGroups
+
+        self.procs: set[subprocess.Popen] = ProcessGroups()  # they die with the emulator, even on SIGKILL
         self.conns: list[Connection] = []
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -261,3 +263,4 @@ class EmulatedDevice:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        self.procs.close()

@@ -57,8 +57,34 @@ def parse_props(items: list[str]) -> dict[str, str]:
     return out
 
 
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var")
+MARKER = ".amc-tf-emulator-root"
+ROOT_ENTRIES = {MARKER, "data", "sdcard", "system"}  # what an emulator root holds at its top
+
+
+def check_root(raw: str) -> Path:
+    """The resolved --root: not empty, not / or a system directory itself, and either missing,
+    empty or an earlier emulator root (holding only its marker, data, sdcard, system)."""
+    if not str(raw).strip():
+        raise AmcError("--root must not be empty (give a new or empty directory for the device's storage)")
+    root = Path(raw).resolve()
+    if str(root) in SYSTEM_DIRS or re.fullmatch(r"/lib[^/]*", str(root)):
+        raise AmcError(f"--root {root} is a system directory; give a new or empty directory")
+    if root.is_dir():
+        try:
+            extra = sorted(p.name for p in root.iterdir() if p.name not in ROOT_ENTRIES)
+        except OSError as exc:
+            raise AmcError(f"--root {root}: cannot list it: {exc.strerror}") from None
+        if extra:
+            raise AmcError(f"--root {root} is neither empty nor an earlier emulator root (it holds {extra[0]}"
+                           f"{' and more' if len(extra) > 1 else ''}); give a new or empty directory")
+    return root
+
+
 class Sandbox:
     def __init__(self, root: Path, props: dict[str, str]):
+        if not str(root).strip():
+            raise AmcError("--root must not be empty (give a new or empty directory for the device's storage)")
         root = Path(root).resolve()
         if not SAFE_ROOT.match(str(root)):
             raise AmcError(f"--root {root}: use a path of letters, digits and ._/+- only "
@@ -72,6 +98,7 @@ class Sandbox:
     def prepare(self) -> None:
         for sub in ("data/local/tmp", "sdcard", "system/bin"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / MARKER).touch()
         props = sorted(self.props.items())
         cases = "\n".join(f"  {shlex.quote(k)}) printf '%s\\n' {shlex.quote(v)} ;;" for k, v in props)
         listing = "\n".join(f"  printf '[%s]: [%s]\\n' {shlex.quote(k)} {shlex.quote(v)}"
