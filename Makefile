@@ -25,10 +25,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	$(PY) benchmarks/perf_convert.py
-	$(PY) benchmarks/perf_runner_overhead.py
-	$(PY) benchmarks/perf_onnx.py
-	$(PY) benchmarks/perf_quantize.py
+	$(PY) benchmarks/perf/perf_convert.py
+	$(PY) benchmarks/perf/perf_runner_overhead.py
+	$(PY) benchmarks/perf/perf_onnx.py
+	$(PY) benchmarks/perf/perf_quantize.py
 
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info

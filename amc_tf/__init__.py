@@ -1,3 +1,3 @@
 """amc-tf: channel-pruned PyTorch MobileNets to TensorFlow, TF-slim and TFLite."""
 
-__version__ = "0.1.0"
+from amc_tf.core.version import __version__  # noqa: F401

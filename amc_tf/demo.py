@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from amc_tf.profiles import PROFILE_NAMES, PUBLISHED_MACS_M, profile_spec
+from amc_tf.core.profiles import PROFILE_NAMES, PUBLISHED_MACS_M, profile_spec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
@@ -36,7 +36,7 @@ def _not_demo_output(outdir: Path) -> str:
 
 def write_checkpoints(outdir: Path, seed: int, profiles=PROFILE_NAMES) -> list[tuple[str, str, Path]]:
     try:
-        from amc_tf import torch_models
+        from amc_tf.core import torch_models
     except ImportError:
         raise click.ClickException("the demo writes PyTorch checkpoints and needs torch: pip install torch==2.13.0")
     ckdir = outdir / "checkpoints"
@@ -58,8 +58,8 @@ def write_checkpoints(outdir: Path, seed: int, profiles=PROFILE_NAMES) -> list[t
 @click.option("--checkpoints-only", "only", multiple=True, type=click.Choice(PROFILE_NAMES), metavar="PROFILE",
               help="Only write the random-weight checkpoints of PROFILE (repeatable), convert nothing.")
 def main(outdir: Path, seed: int, force: bool, only: tuple[str, ...]) -> None:
-    from amc_tf import quiet
-    from amc_tf.flops import count
+    from amc_tf.core import quiet
+    from amc_tf.core.flops import count
 
     quiet.install()  # TensorFlow's and LiteRT's start-up logs stay out of the tables (AMC_TF_VERBOSE=1 shows them)
 

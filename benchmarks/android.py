@@ -25,8 +25,8 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Callable
 
-from amc_tf.errors import AmcError, DeviceError
-from amc_tf.fileutil import sha256_file
+from amc_tf.core.errors import AmcError, DeviceError
+from amc_tf.core.fileutil import sha256_file
 from benchmarks.device_info import INFO_SCRIPT, parse_info
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import Protocol

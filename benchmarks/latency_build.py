@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from amc_tf.errors import AmcError, OutputExistsError
-from amc_tf.netspec import V1, V2, NetSpec, make_blocks
-from amc_tf.profiles import profile_spec
+from amc_tf.core.errors import AmcError, OutputExistsError
+from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks
+from amc_tf.core.profiles import profile_spec
 from benchmarks.latency_lut import ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, LatencyLut, Table, layer_plan, table_name
 from benchmarks.runlog import atomic_write
 

@@ -30,8 +30,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amc_tf.errors import AmcError
-from amc_tf.netspec import NetSpec
+from amc_tf.core.errors import AmcError
+from amc_tf.core.netspec import NetSpec
 
 FORMAT = "amc-tf-latency-lut"
 VERSION = 1

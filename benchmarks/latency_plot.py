@@ -77,7 +77,7 @@ def write_plot(result: dict, path: str | os.PathLike, title: str) -> None:
     except OSError as exc:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
-        from amc_tf.errors import AmcError
+        from amc_tf.core.errors import AmcError
 
         raise AmcError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:

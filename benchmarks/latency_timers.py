@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from amc_tf.errors import AmcError, RunFailedError
-from amc_tf.fileutil import sha256_file
-from amc_tf.netspec import Network, NetSpec
+from amc_tf.core.errors import AmcError, RunFailedError
+from amc_tf.core.fileutil import sha256_file
+from amc_tf.core.netspec import Network, NetSpec
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import Protocol
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from amc_tf.errors import AmcError
-from amc_tf.quiet import silenced
+from amc_tf.core.errors import AmcError
+from amc_tf.core.quiet import silenced
 from benchmarks.logparse import parse_text
 from benchmarks.protocol import LOCAL_DELEGATES, Protocol, taskset_cpus
-from amc_tf.fileutil import sha256_file
+from amc_tf.core.fileutil import sha256_file
 from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, log_path, run_status, write_manifest)
 
 Progress = Callable[[str], None]
@@ -32,7 +32,7 @@ Progress = Callable[[str], None]
 
 def make_interpreter(model_path: str, threads: int, delegate: str):
     """A LiteRT interpreter; `delegate="none"` disables the default XNNPACK delegate."""
-    from amc_tf.tflite_io import load_interpreter
+    from amc_tf.core.tflite_io import load_interpreter
 
     return load_interpreter(str(model_path), threads=threads, delegates=(delegate == "xnnpack"))
 

@@ -27,6 +27,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from benchmarks.logparse_ops import OpTiming, finite_number as _num, parse_op_tables
+
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\^\[\[[0-9;?]*[A-Za-z]")
@@ -56,15 +58,6 @@ _LITERT_BLOCK = re.compile(r"^=*\s*BENCHMARK RESULTS\s*=*$")
 _LITERT_ITEM = re.compile(rf"^\s*([A-Za-z][A-Za-z0-9 ()]*?):\s+({NUM})\s*(ms|MB|MB/s)?\s*(?:\((\d+) runs\))?")
 _FAILED = re.compile(r"Benchmarking failed\.?")
 _FAIL_REASON = re.compile(r"(Failed to .*|.*failed to prepare.*|Didn't find op .*|Aborted.*|Segmentation fault.*)")
-
-_OP_SECTION = re.compile(r"^=+\s*(Run Order|Top by Computation Time|Top by Memory Use|Summary by node type)\s*=+")
-
-
-@dataclass
-class OpTiming:
-    node_type: str
-    avg_ms: float
-    name: str | None = None
 
 
 @dataclass
@@ -136,13 +129,6 @@ def clean_lines(text: str) -> list[tuple[str, str]]:
 _NUM_TOKEN = re.compile(r"\d[\d.]*[eE][-+]?\d{3,}")  # exponents of 3+ digits: may overflow a float
 
 
-def _num(s: str) -> float:
-    v = float(s)
-    if math.isnan(v) or math.isinf(v):
-        raise ValueError(s)
-    return v
-
-
 def _stat(rest: str, count: int) -> dict:
     kv = {k: _num(v) for k, v in _KV.findall(rest)}
     kv["count"] = count
@@ -160,77 +146,6 @@ def _parse_summary_items(body: str) -> dict[str, float]:
         if m:
             items[m.group(1).strip().lower()] = _num(m.group(2))
     return items
-
-
-def _parse_op_tables(lines: list[str]) -> tuple[list[OpTiming], dict[str, dict]]:
-    """Per-node timings of the last regular (not initialization) profile in the log."""
-    ops: list[OpTiming] = []
-    by_type: dict[str, dict] = {}
-    section = None
-    init_profile = False
-    header: list[str] | None = None
-    cur_ops: list[OpTiming] = []
-    cur_types: dict[str, dict] = {}
-    for line in lines:
-        if "Profiling Info for Benchmark Initialization" in line:
-            init_profile = True
-            continue
-        if "Profiling Info for Regular Benchmark Runs" in line:
-            init_profile = False
-            continue
-        m = _OP_SECTION.match(line.strip())
-        if m:
-            section = m.group(1)
-            header = None
-            if section == "Run Order":
-                cur_ops = []
-            if section == "Summary by node type":
-                cur_types = {}
-            continue
-        if section is None:
-            continue
-        if not line.strip():
-            if header is not None:
-                if section == "Run Order" and cur_ops and not init_profile:
-                    ops = cur_ops
-                if section == "Summary by node type" and cur_types and not init_profile:
-                    by_type = cur_types
-                section, header = None, None
-            continue
-        cols = [c.strip() for c in line.split("\t")]
-        if header is None:
-            if any(c.lower() == "[node type]" for c in cols):
-                header = [c.lower() for c in cols]
-            continue
-        if len(cols) != len(header):
-            continue
-        row = dict(zip(header, cols))
-        try:
-            node_type = row["[node type]"]
-            avg_ms = _num(row["[avg ms]"])
-        except (KeyError, ValueError):
-            continue
-        if section == "Run Order":
-            name = row.get("[name]")
-            if name:
-                name = re.sub(r":\d+$", "", name).strip("[]")
-            cur_ops.append(OpTiming(node_type, avg_ms, name))
-        elif section == "Summary by node type":
-            entry = {"avg_ms": avg_ms}
-            if row.get("[count]", "").isdigit():
-                entry["count"] = int(row["[count]"])
-            cur_types[node_type] = entry
-    # a table that runs to the end of the file
-    if section == "Run Order" and cur_ops and not init_profile:
-        ops = cur_ops
-    if section == "Summary by node type" and cur_types and not init_profile:
-        by_type = cur_types
-    if ops and not by_type:
-        for op in ops:
-            e = by_type.setdefault(op.node_type, {"avg_ms": 0.0, "count": 0})
-            e["avg_ms"] = round(e["avg_ms"] + op.avg_ms, 6)
-            e["count"] += 1
-    return ops, by_type
 
 
 @dataclass
@@ -428,7 +343,7 @@ def parse_text(text: str, source: str | None = None) -> LogResult:
         _apply_summary(sc.summary, sc.summary_kind, res)
     if sc.litert:
         _apply_litert(sc.litert, timed is not None, res)
-    res.ops, res.ops_by_type = _parse_op_tables(lines)
+    res.ops, res.ops_by_type = parse_op_tables(lines)
     res.details = sc.errors
     _decide_status(sc, timed, lines, text, res)
     return res
@@ -443,7 +358,7 @@ def read_log(path: str | Path) -> str:
     or binary (a NUL byte in its first 64 KiB: a .tflite, an image, ...)."""
     import os
 
-    from amc_tf.errors import AmcError
+    from amc_tf.core.errors import AmcError
 
     p = Path(path)
     try:

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amc_tf.errors import AmcError, OutputExistsError
+from amc_tf.core.errors import AmcError, OutputExistsError
 
 RUN_FILE = re.compile(r"^(?P<name>.+)_run(?P<k>\d+)\.txt$")
 _NAME_OK = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9._@+-]*$")

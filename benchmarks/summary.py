@@ -17,7 +17,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 from benchmarks.logparse import parse_file
 from benchmarks.runlog import RUN_FILE, read_manifest
 

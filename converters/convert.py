@@ -21,13 +21,14 @@ from typing import Callable
 
 import numpy as np
 
-from amc_tf import __version__
-from amc_tf.errors import AmcError, OutputExistsError
-from amc_tf.flops import count as count_macs
-from amc_tf.netspec import Network
-from amc_tf.profiles import check_profile
-from amc_tf.fileutil import sha256_file
+from amc_tf.core.version import __version__
+from amc_tf.core.errors import AmcError, OutputExistsError
+from amc_tf.core.flops import count as count_macs
+from amc_tf.core.netspec import Network
+from amc_tf.core.profiles import check_profile
+from amc_tf.core.fileutil import sha256_file
 from converters.staging import check_output_path, check_replaceable, make_staging_dir, remove_stale
+from converters.verification import verification_batch
 
 
 class VerificationFailed(AmcError):
@@ -58,12 +59,6 @@ class ConvertOptions:
 Progress = Callable[[str], None]
 
 
-def verification_batch(network: Network, n: int = 2, seed: int = 0) -> np.ndarray:
-    """A fixed batch of normalised-image-like inputs (NHWC float32)."""
-    s = network.spec.input_size
-    return np.random.default_rng(seed).standard_normal((n, s, s, network.spec.in_ch)).astype(np.float32)
-
-
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
     """Agreement figures between two logit batches."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
@@ -79,7 +74,7 @@ def compare(a: np.ndarray, b: np.ndarray) -> dict:
 def tool_versions() -> dict:
     import tensorflow as tf
 
-    from amc_tf.torch_reference import torch_version
+    from amc_tf.core.torch_reference import torch_version
 
     try:
         from importlib.metadata import version
@@ -142,11 +137,11 @@ def verify(model, network: Network, tflite_path: Path, reference: tuple[str, np.
 
 class _PendingReference:
     """The reference runtime's logits for the verification batch, computed in a worker process
-    (amc_tf.worker: it dies with this one, whatever signal ends it) so that importing torch
+    (amc_tf.core.worker: it dies with this one, whatever signal ends it) so that importing torch
     (~1.5 s) overlaps with importing TensorFlow and exporting."""
 
     def __init__(self, name: str, fn, *args):
-        from amc_tf.worker import Worker
+        from amc_tf.core.worker import Worker
 
         self.name = name
         self._worker = Worker(fn, *args, name=f"amc-tf-{name}-reference")
@@ -159,11 +154,11 @@ class _PendingReference:
 
 
 def _start_reference(checkpoint, network: Network, options: ConvertOptions) -> _PendingReference | None:
-    from amc_tf import torch_reference
+    from amc_tf.core import torch_reference
 
     x = verification_batch(network, options.verify_batch)
     if network.source.get("frontend") == "onnx":
-        from amc_tf import onnx_reference
+        from amc_tf.core import onnx_reference
 
         return _PendingReference("onnxruntime", onnx_reference.reference_logits, os.fspath(checkpoint),
                                  network.source["onnx_layout"], x)
@@ -299,7 +294,7 @@ def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, pro
     logits} for the self-check, {artifact name: report entry})."""
     runtimes, extra_artifacts = {}, {}
     if "onnx" in options.exports:
-        from amc_tf import onnx_reference
+        from amc_tf.core import onnx_reference
         from converters.onnx_exporter import write_onnx
 
         t = time.perf_counter()

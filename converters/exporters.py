@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from amc_tf.quiet import silenced
-from amc_tf.tflite_io import load_interpreter
+from amc_tf.core.quiet import silenced
+from amc_tf.core.tflite_io import load_interpreter
 from converters.tf_builder import SlimMobileNet
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import os
 
-from amc_tf.errors import CheckpointError
-from amc_tf.netspec import Network
+from amc_tf.core.errors import CheckpointError
+from amc_tf.core.netspec import Network
 
 
 def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: float = 1e-5,
          input_size: int | None = None) -> tuple[Network, dict | None]:
     """`input_size` None: 224, or the ONNX model's fixed input size."""
-    from amc_tf.checkpoint import load_state_dict
+    from amc_tf.core.checkpoint import load_state_dict
     from converters.pytorch_frontend import infer_network
 
-    from amc_tf.checkpoint_safety import check_regular_file
+    from amc_tf.core.checkpoint_safety import check_regular_file
 
     path = os.fspath(path)
     check_regular_file(path)
@@ -55,6 +55,6 @@ def _is_onnx(path: str) -> bool:
         head = fh.read(2)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return False
-    from converters.onnx_io import looks_like_onnx
+    from amc_tf.core.onnx_io import looks_like_onnx
 
     return looks_like_onnx(path)

@@ -250,7 +250,7 @@ def _inputs_of(model: SlimMobileNet) -> dict[str, str]:
 
 
 def _network_of(model: SlimMobileNet):
-    from amc_tf.netspec import Network
+    from amc_tf.core.netspec import Network
 
     return Network(model.spec, model._weights)  # noqa: SLF001 - the builder's own weights
 
@@ -289,8 +289,8 @@ def _check_integer(data: bytes) -> None:
     """The converter was not told TFLITE_BUILTINS_INT8 (it refuses that without its own
     calibration): check instead that every conv runs in an int8 kernel on int8 input and
     that float appears only at the model's float input/output."""
-    from amc_tf.tflite_io import load_interpreter
-    from converters.quantize import int8_mac_share
+    from amc_tf.core.tflite_io import load_interpreter
+    from converters.tflite_inspect import int8_mac_share
 
     interp = load_interpreter(data, delegates=False)
     share = int8_mac_share(interp)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from amc_tf import __version__
-from amc_tf.netspec import Layer
+from amc_tf.core.version import __version__
+from amc_tf.core.netspec import Layer
 
 OPSET = 13
 IR_VERSION = 7  # the IR of opset 13; readable by every onnxruntime since 1.7

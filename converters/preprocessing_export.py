@@ -2,12 +2,12 @@
 normalises (and, in the SavedModel, resizes and crops) inside the graph.
 
 * SavedModel `serving_default`: `images` uint8 [N, H, W, 3] of any size (RGB) -> the
-  `tf` preprocessing of amc_tf.preprocess (shorter side to int(size / 0.875), centre crop)
+  `tf` preprocessing of amc_tf.core.preprocess (shorter side to int(size / 0.875), centre crop)
   -> (x / 255 - mean) / std -> `logits`;
 * TFLite: uint8 [1, size, size, 3] (already resized and cropped by the app) -> normalise ->
   `logits`.
 
-The preprocessing ops are amc_tf.preprocess's, so `amc-tf eval --preprocess tf` on the
+The preprocessing ops are amc_tf.core.preprocess's, so `amc-tf eval --preprocess tf` on the
 plain model and this SavedModel compute the same thing.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from amc_tf.preprocess import Preprocessing, tf_crop, tf_normalize
+from amc_tf.core.preprocess import Preprocessing, tf_crop, tf_normalize
 from converters.exporters import tflite_from_concrete
 from converters.tf_builder import SlimMobileNet
 

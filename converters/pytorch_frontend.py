@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from amc_tf.errors import ArchitectureError
-from amc_tf.netspec import FAMILY_STRIDES, V1, V2, Layer, Network, NetSpec, make_blocks
+from amc_tf.core.errors import ArchitectureError
+from amc_tf.core.netspec import FAMILY_STRIDES, V1, V2, Layer, Network, NetSpec, make_blocks
 
 
 @dataclass

@@ -14,11 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from amc_tf import calibration
-from amc_tf.agreement import accuracy, agreement
-from amc_tf.data import DataError
-from amc_tf.netspec import Network
-from amc_tf.preprocess import Preprocessing
+from amc_tf.core import calibration
+from amc_tf.core.agreement import accuracy, agreement
+from amc_tf.core.data import DataError
+from amc_tf.core.netspec import Network
+from amc_tf.core.preprocess import Preprocessing
 from converters.quantize import QuantizeError, QuantizeRequest
 
 FP32_NAME = "model_fp32.tflite"
@@ -78,11 +78,11 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
                      progress: Callable[[str], None]) -> tuple[dict, dict]:
     """Write tmp/model.tflite quantized (tmp/model_fp32.tflite exists); returns (the
     artifact entry for model.tflite, report.json's `quantization` section)."""
-    from amc_tf.tflite_io import load_interpreter
     from converters.exporters import tflite_op_histogram
-    from converters.quantize import int8_mac_share, io_details, quantize, tensor_dtypes, weight_quantization
-    from converters.convert import verification_batch
-    from amc_tf.tflite_io import TFLiteModel
+    from converters.quantize import quantize
+    from converters.tflite_inspect import int8_mac_share, io_details, tensor_dtypes, weight_quantization
+    from converters.verification import verification_batch
+    from amc_tf.core.tflite_io import TFLiteModel, load_interpreter
 
     request = check_options(options)
     spec = network.spec

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from amc_tf.errors import AmcError, OutputExistsError
+from amc_tf.core.errors import AmcError, OutputExistsError
 
 
 def _start_time(pid: int) -> int | None:

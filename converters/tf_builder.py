@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from amc_tf.netspec import Layer, Network, NetSpec
+from amc_tf.core.netspec import Layer, Network, NetSpec
 
 _ACTIVATIONS = {"relu": tf.nn.relu, "relu6": tf.nn.relu6, None: None}
 

@@ -4,7 +4,7 @@
 
 Writes OUT/mobilenet_v1_digits.pth.tar (the AMC state-dict layout, as torch.save'd by the
 AMC code: {'state_dict', 'epoch', 'best_prec1'}) and OUT/split.json (the split recipe).
-Inputs are the eval transform of amc_tf.preprocess applied to the recipe's images, with a
+Inputs are the eval transform of amc_tf.core.preprocess applied to the recipe's images, with a
 random 64x64 crop of the 73x73 image for training and the centre crop for evaluation.
 """
 
@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import digits_recipe as R  # noqa: E402
 
-from amc_tf.netspec import V1, NetSpec, make_blocks  # noqa: E402
-from amc_tf.preprocess import Preprocessing, normalize, pil_crop  # noqa: E402
+from amc_tf.core.netspec import V1, NetSpec, make_blocks  # noqa: E402
+from amc_tf.core.preprocess import Preprocessing, normalize, pil_crop  # noqa: E402
 
 # An irregular channel pruning (not multiples of 8), like AMC's.
 STEM = 12
@@ -42,7 +42,7 @@ def full_images(indices) -> np.ndarray:
 def main() -> None:
     import torch
 
-    from amc_tf import torch_models
+    from amc_tf.core import torch_models
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "digits")

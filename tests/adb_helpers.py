@@ -26,6 +26,20 @@ LOG_LINES = ("STARTING!\n"
              "Inference timings in us: Init: 50, First inference: 110, Warmup (avg): 104, Inference (avg): 100.5\n")
 
 
+def recv_from(data: bytes):
+    """A `recv_exact(n)` over a byte string (EOFError past its end), as the wire readers take."""
+    buf = bytearray(data)
+
+    def recv_exact(n):
+        if len(buf) < n:
+            raise EOFError
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    return recv_exact
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

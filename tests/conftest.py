@@ -15,7 +15,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def odd_spec(family: str, seed: int):
     """A deliberately odd pruning: channel counts that are not multiples of 8."""
-    from amc_tf.netspec import V1, V2, NetSpec, make_blocks
+    from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks
 
     rng = np.random.default_rng(seed)
     if family == V1:
@@ -36,7 +36,7 @@ def odd_spec(family: str, seed: int):
 
 
 def spec_for(name: str):
-    from amc_tf.profiles import profile_spec
+    from amc_tf.core.profiles import profile_spec
 
     if name == "odd-v1":
         return odd_spec("mobilenet_v1", 7)
@@ -48,7 +48,7 @@ def spec_for(name: str):
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory):
     """make_checkpoint(profile, layout, fmt, seed=0, **save_kwargs) -> (path, torch model, spec)."""
-    from amc_tf import torch_models
+    from amc_tf.core import torch_models
 
     root = tmp_path_factory.mktemp("ckpt")
     cache = {}

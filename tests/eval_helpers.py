@@ -40,7 +40,7 @@ def jpeg_bytes(seed: int, w: int = 120, h: int = 90) -> bytes:
 
 
 def tiny_spec(num_classes: int = 1000, input_size: int = 32):
-    from amc_tf.netspec import V1, NetSpec, make_blocks
+    from amc_tf.core.netspec import V1, NetSpec, make_blocks
 
     widths = [(None, w) for w in (8, 12, 12, 16, 16, 20, 20, 20, 20, 20, 20, 24, 24)]
     return NetSpec(V1, 8, make_blocks(V1, widths, 8), num_classes=num_classes, activation="relu",

@@ -25,7 +25,7 @@ def quantized_tflite(model, mode: str, calibration: int = 8, seed: int = 1) -> b
 
 def quantized_twin(outdir: Path, twin: Path, mode: str) -> Path:
     """A copy of a conversion OUTDIR whose model.tflite is the quantized model."""
-    from amc_tf.outdir import read_outdir
+    from amc_tf.core.outdir import read_outdir
     from converters.tf_builder import build
 
     shutil.copytree(outdir, twin)

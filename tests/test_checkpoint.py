@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from amc_tf.checkpoint import checkpoint_metadata, load_state_dict
-from amc_tf.errors import CheckpointError, UnsafePickleError
+from amc_tf.core.checkpoint import checkpoint_metadata, load_state_dict
+from amc_tf.core.errors import CheckpointError, UnsafePickleError
 
 
 def _tensors():

@@ -191,7 +191,7 @@ def test_self_check_failure_exits_1_and_keeps_the_evidence(tmp_path, make_checkp
 def test_expansion_width_must_match_the_depthwise(make_checkpoint):
     """A V2 block whose expand conv gives more channels than its depthwise takes is refused
     with an error naming the block, not a crash further down."""
-    from amc_tf.errors import ArchitectureError
+    from amc_tf.core.errors import ArchitectureError
     from converters.pytorch_frontend import infer_network
 
     _, model, _ = make_checkpoint("odd-v2", "amc", "zip")

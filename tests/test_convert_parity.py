@@ -1,6 +1,6 @@
 """Parity of every export with real PyTorch 2.13, over family x profile x layout x file format.
 
-The reference is the PyTorch module itself (amc_tf.torch_models: ordinary nn.Modules run by
+The reference is the PyTorch module itself (amc_tf.core.torch_models: ordinary nn.Modules run by
 PyTorch's kernels) on random weights with non-trivial BatchNorm statistics. Criterion (the
 issue's): max abs diff <= 1e-4 * max|logit| and identical top-1, for TFLite and SavedModel.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from amc_tf import torch_models
+from amc_tf.core import torch_models
 from converters.convert import ConvertOptions, convert
 from converters.exporters import run_tflite
 

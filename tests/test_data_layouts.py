@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from eval_helpers import SAMPLE, jpeg_bytes, write_tfrecords
 
-from amc_tf.data import DataError, imagenet_wnids, open_dataset
+from amc_tf.core.data import DataError, imagenet_wnids, open_dataset
 
 WNIDS = imagenet_wnids()
 

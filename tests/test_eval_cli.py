@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from eval_helpers import DIGITS_CKPT, SAMPLE, cli, digits_recipe, jpeg_bytes, tiny_spec, write_tfrecords
 
-from amc_tf.data import imagenet_wnids
+from amc_tf.core.data import imagenet_wnids
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_parity_gate_on_digits(digits):
 @pytest.fixture(scope="module")
 def imagenet_model(tmp_path_factory):
     """A tiny random-weight 1000-class MobileNetV1 (32x32): checkpoint and its OUTDIR."""
-    from amc_tf import torch_models
+    from amc_tf.core import torch_models
 
     root = tmp_path_factory.mktemp("tiny")
     ckpt = root / "tiny.pth.tar"

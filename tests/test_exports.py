@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from converters.convert import ConvertOptions, convert
-from amc_tf.tflite_io import load_interpreter
+from amc_tf.core.tflite_io import load_interpreter
 from converters.exporters import tflite_op_histogram
 
 BN = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -104,7 +104,7 @@ def test_tflite_io(converted, family):
 
 def test_saved_model_signature_has_free_batch(converted):
     outdir, _, model, _ = converted["v2"]
-    from amc_tf import torch_models
+    from amc_tf.core import torch_models
 
     serve = tf.saved_model.load(str(outdir / "saved_model")).signatures["serving_default"]
     assert serve.structured_input_signature[1]["input"].shape.as_list() == [None, 224, 224, 3]

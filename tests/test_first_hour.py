@@ -37,7 +37,7 @@ def one_error_line(res, code=2):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny 1000-class MobileNetV1 (32x32): checkpoint and conversion OUTDIR, converted with -q."""
-    from amc_tf import torch_models
+    from amc_tf.core import torch_models
 
     root = tmp_path_factory.mktemp("first-hour")
     ckpt = root / "tiny.pth.tar"
@@ -50,7 +50,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def images(tmp_path):
-    from amc_tf.data import imagenet_wnids
+    from amc_tf.core.data import imagenet_wnids
 
     d = tmp_path / "images"
     d.mkdir()

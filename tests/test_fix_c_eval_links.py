@@ -57,7 +57,7 @@ def test_links_skipped_and_named(linked_data, mode):
 
 
 def test_flat_folder_lists_device_and_loop_links(tmp_path):
-    from amc_tf.data import open_dataset
+    from amc_tf.core.data import open_dataset
 
     from PIL import Image
 

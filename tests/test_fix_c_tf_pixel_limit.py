@@ -61,7 +61,7 @@ def test_both_paths_skip_and_name_the_bomb(bomb_data, mode):
 def test_check_pixels_reads_only_the_header(bomb_data):
     from PIL import Image
 
-    from amc_tf.preprocess import check_pixels
+    from amc_tf.core.preprocess import check_pixels
 
     data = (bomb_data / "0" / "bomb.png").read_bytes()
     with pytest.raises(Image.DecompressionBombError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amc_tf import torch_models
-from amc_tf.flops import count
-from amc_tf.profiles import PROFILE_NAMES, profile_spec
+from amc_tf.core import torch_models
+from amc_tf.core.flops import count
+from amc_tf.core.profiles import PROFILE_NAMES, profile_spec
 from conftest import spec_for
 
 

@@ -150,7 +150,7 @@ def real_sd(make_checkpoint):
 
 def test_reemitted_real_checkpoint_is_read_exactly(tmp_path, real_sd):
     """The crafting is faithful: the untampered re-emit reads back as the torch-saved original."""
-    from amc_tf.checkpoint import load_state_dict
+    from amc_tf.core.checkpoint import load_state_dict
 
     for fmt in ("zip", "legacy"):
         got = load_state_dict(_real(tmp_path, real_sd, lambda r: None, fmt))
@@ -191,8 +191,8 @@ def test_hostile_checkpoint_is_one_error_line(case, tmp_path, real_sd):
 
 def test_build_cannot_change_the_allow_list_for_later_files(tmp_path, real_sd):
     """The audit's attack: BUILD on a shared storage type made later good files load as uint8."""
-    from amc_tf.checkpoint import load_state_dict
-    from amc_tf.errors import UnsafePickleError
+    from amc_tf.core.checkpoint import load_state_dict
+    from amc_tf.core.errors import UnsafePickleError
 
     for target in (Global("torch", "FloatStorage"), Global("collections", "OrderedDict"),
                    Global("argparse", "Namespace"), Global("numpy", "dtype")):

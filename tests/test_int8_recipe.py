@@ -38,7 +38,7 @@ def recipe(v2):
 
 
 def _interp(data):
-    from amc_tf.tflite_io import load_interpreter
+    from amc_tf.core.tflite_io import load_interpreter
 
     return load_interpreter(data, delegates=False)
 
@@ -75,9 +75,9 @@ def test_bias_correction_is_the_numpy_expectation(v2, recipe):
 
 
 def test_the_int8_model_is_integer_where_the_macs_are(v2, recipe):
-    from amc_tf.flops import count
+    from amc_tf.core.flops import count
     from converters.exporters import tflite_op_histogram
-    from converters.quantize import int8_mac_share, tensor_dtypes, weight_quantization
+    from converters.tflite_inspect import int8_mac_share, tensor_dtypes, weight_quantization
 
     model, _, _ = v2
     data = recipe[2]
@@ -96,7 +96,7 @@ def test_the_int8_model_is_integer_where_the_macs_are(v2, recipe):
 
 def test_mac_share_of_a_float_model_is_zero_and_names_every_layer(v2):
     from converters.exporters import tflite_bytes
-    from converters.quantize import int8_mac_share
+    from converters.tflite_inspect import int8_mac_share
 
     model, _, _ = v2
     share = int8_mac_share(_interp(tflite_bytes(model)))

@@ -2,7 +2,7 @@
 LUT from another target, per-layer predictions covering every layer of every AMC profile,
 resuming an interrupted build, and a tiny real build timed through LiteRT.
 
-No test asserts a real timing figure: accuracy is measured by benchmarks/perf_latency_lut.py."""
+No test asserts a real timing figure: accuracy is measured by benchmarks/perf/perf_latency_lut.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from amc_tf.flops import layer_table
-from amc_tf.netspec import V1, V2
-from amc_tf.profiles import PROFILE_NAMES, profile_spec
+from amc_tf.core.flops import layer_table
+from amc_tf.core.netspec import V1, V2
+from amc_tf.core.profiles import PROFILE_NAMES, profile_spec
 from benchmarks.latency_build import build_lut, grid_plan
 from benchmarks.latency_lut import ALIGN_PERIOD, LatencyLut, Table, align_factor, layer_plan, load_lut, predict
 from benchmarks.latency_timers import LocalTimer
@@ -120,7 +120,7 @@ def test_lut_round_trip(tmp_path):
 
 def test_missing_table_is_an_error():
     lut = synthetic_lut(families=(V1,))
-    from amc_tf.errors import AmcError
+    from amc_tf.core.errors import AmcError
 
     with pytest.raises(AmcError, match="no table .* rebuild"):
         lut.predict(profile_spec("v2-1.0"))
@@ -199,7 +199,7 @@ def test_interrupted_build_resumes_to_the_same_result(tmp_path):
 def test_partial_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "lut.json"
     out.with_name("lut.json.partial.json").write_text(json.dumps({"header": {"input_size": 1}, "points": {}}))
-    from amc_tf.errors import AmcError
+    from amc_tf.core.errors import AmcError
 
     with pytest.raises(AmcError, match="other settings"):
         build_lut(out, FileSizeTimer(), [V1], 96, tiny=True, calibrate=False)

@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 from quant_helpers import quantized_twin
 
-from amc_tf import torch_models
+from amc_tf.core import torch_models
 from amc_tf.cli import main
-from amc_tf.layerdiff import tap_points
-from amc_tf.netspec import NetSpec
+from amc_tf.services.layerdiff.metrics import tap_points
+from amc_tf.core.netspec import NetSpec
 from converters.convert import ConvertOptions, convert
-from converters.layer_diff import open_checkpoint, random_inputs, run_diff
+from amc_tf.services.layerdiff.subject import open_checkpoint, random_inputs, run_diff
 from converters.tf_builder import build
 
 TOL = 1e-4

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from onnx_helpers import helper, insert_after, op_types, torch_export
 
-from amc_tf import onnx_reference, torch_models
+from amc_tf.core import onnx_reference, torch_models
 from amc_tf.cli import main
 from converters.convert import ConvertOptions, convert
 from converters.frontends import load

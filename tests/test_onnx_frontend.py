@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from onnx_helpers import const, helper, last_feature, op_types, replace_head, torch_export
 
-from amc_tf import onnx_reference, torch_models
+from amc_tf.core import onnx_reference, torch_models
 from converters.exporters import run_tflite, tflite_bytes
 from converters.frontends import load
 from converters.onnx_exporter import onnx_model

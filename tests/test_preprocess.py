@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from amc_tf.preprocess import Preprocessing, crop_offsets, normalize, pil_load_crop, resized_shape, tf_crop, tf_decode
+from amc_tf.core.preprocess import Preprocessing, crop_offsets, normalize, pil_load_crop, resized_shape, tf_crop, tf_decode
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "imagenet-sample"
 PREP = Preprocessing()

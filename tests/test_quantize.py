@@ -1,6 +1,6 @@
 """The quantization modes in the exporter layer (`converters/quantize.py`) on a V1 and a V2
 pruning: op and tensor types, per-channel int8 weights, io types and scales, logits
-against the fp32 .tflite of the same built graph, and the io helpers of `amc_tf.tflite_io`."""
+against the fp32 .tflite of the same built graph, and the io helpers of `amc_tf.core.tflite_io`."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _write(tmp_path, name, data):
 
 
 def _interp(path):
-    from amc_tf.tflite_io import load_interpreter
+    from amc_tf.core.tflite_io import load_interpreter
 
     return load_interpreter(path, delegates=False)
 
@@ -60,10 +60,10 @@ def _interp(path):
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("mode", ["fp16", "dynamic", "int8"])
 def test_mode_types_size_and_logits(built, tmp_path, profile, mode):
-    from amc_tf.agreement import agreement
-    from amc_tf.tflite_io import TFLiteModel
+    from amc_tf.core.agreement import agreement
+    from amc_tf.core.tflite_io import TFLiteModel
     from converters.exporters import tflite_op_histogram
-    from converters.quantize import io_details, tensor_dtypes, weight_quantization
+    from converters.tflite_inspect import io_details, tensor_dtypes, weight_quantization
 
     _, fp32, _, test = built[profile]
     q = _write(tmp_path, "q.tflite", _quantized(built, profile, mode))
@@ -106,9 +106,9 @@ def test_mode_types_size_and_logits(built, tmp_path, profile, mode):
 @pytest.mark.parametrize("io", ["uint8", "int8"])
 def test_int8_integer_io_matches_float_io(built, tmp_path, profile, io):
     """An integer-io model takes the normalised image quantized with its input's scale and
-    zero point; fed that way (amc_tf.tflite_io) it computes what the float-io model computes."""
-    from amc_tf.tflite_io import TFLiteModel
-    from converters.quantize import io_details
+    zero point; fed that way (amc_tf.core.tflite_io) it computes what the float-io model computes."""
+    from amc_tf.core.tflite_io import TFLiteModel
+    from converters.tflite_inspect import io_details
 
     _, _, _, test = built[profile]
     qi = _write(tmp_path, "qi.tflite", _quantized(built, profile, "int8", io))
@@ -132,7 +132,7 @@ def test_int8_integer_io_matches_float_io(built, tmp_path, profile, io):
 
 
 def test_quantize_and_dequantize_follow_the_tensor_params():
-    from amc_tf.tflite_io import dequantize, quantize, quantized_io
+    from amc_tf.core.tflite_io import dequantize, quantize, quantized_io
 
     d = {"dtype": np.uint8, "quantization_parameters": {"scales": np.array([0.5]), "zero_points": np.array([10])}}
     q = quantize(np.array([-100.0, -5.0, 0.0, 1.26, 200.0]), d)

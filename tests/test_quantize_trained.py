@@ -51,9 +51,9 @@ def fp32_model(tmp_path_factory):
 
 def _held_out(test_dir):
     """(normalised held-out images, labels) through evaluation's pipeline."""
-    from amc_tf import calibration
-    from amc_tf.data import open_dataset
-    from amc_tf.preprocess import Preprocessing
+    from amc_tf.core import calibration
+    from amc_tf.core.data import open_dataset
+    from amc_tf.core.preprocess import Preprocessing
 
     ds = open_dataset(test_dir)
     x, kept = calibration.load(ds, Preprocessing.for_input_size(64))
@@ -62,7 +62,7 @@ def _held_out(test_dir):
 
 
 def test_calibration_and_held_out_images_do_not_overlap(digits):
-    from amc_tf.calibration import sha256_file
+    from amc_tf.core.calibration import sha256_file
 
     calib, test = digits
     a = {sha256_file(p) for p in calib.rglob("*.png")}
@@ -72,10 +72,10 @@ def test_calibration_and_held_out_images_do_not_overlap(digits):
 
 @pytest.mark.parametrize("mode", ["fp16", "dynamic", "int8"])
 def test_trained_accuracy_per_mode(digits, fp32_model, tmp_path, mode):
-    from amc_tf import calibration
-    from amc_tf.agreement import accuracy, agreement
-    from amc_tf.preprocess import Preprocessing
-    from amc_tf.tflite_io import TFLiteModel
+    from amc_tf.core import calibration
+    from amc_tf.core.agreement import accuracy, agreement
+    from amc_tf.core.preprocess import Preprocessing
+    from amc_tf.core.tflite_io import TFLiteModel
     from converters.quantize import QuantizeRequest, quantized_tflite_bytes
 
     calib, test = digits

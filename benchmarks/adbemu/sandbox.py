@@ -22,7 +22,7 @@ import re
 import shlex
 from pathlib import Path
 
-from amc_tf.errors import AmcError
+from amc_tf.core.errors import AmcError
 
 MAPPED = ("/data", "/sdcard")
 SAFE_ROOT = re.compile(r"^[A-Za-z0-9._/+-]+$")

@@ -1,0 +1,128 @@
+"""`amc-tf device emulate`: an emulated Android device on 127.0.0.1 that the real adb
+client and server connect to (`adb connect 127.0.0.1:PORT`), so the adb target can be
+dry-run without a phone. Commands run on this host: it measures the host, not a phone."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from amc_tf.cli.output import handle_errors
+from amc_tf.core.errors import AmcError
+
+
+class _Terminated(Exception):
+    pass
+
+
+@click.group("device")
+def device():
+    """Android device helpers for the adb target."""
+
+
+@device.command("emulate")
+@click.option("--port", type=click.IntRange(0, 65535), default=5555, show_default=True,
+              help="TCP port on 127.0.0.1 (0: pick a free one and print it)")
+@click.option("--root", "root", required=True, type=click.Path(file_okay=False),
+              help="directory playing the device's /data and /sdcard: new, empty or an earlier emulator root "
+                   "(created if missing)")
+@click.option("--state", type=click.Choice(["device", "unauthorized", "offline"]), default="device",
+              show_default=True, help="unauthorized: ask for auth and never accept the key; offline: never answer")
+@click.option("--adb-keys", type=click.Path(dir_okay=False), default=None,
+              help="require adb's RSA authentication and accept the keys in this file (adbkey.pub lines, "
+                   "like a phone's adb_keys)")
+@click.option("--legacy-shell", is_flag=True, help="do not offer shell protocol v2 (old devices: no exit status)")
+@click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
+@click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
+              help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
+@click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
+@handle_errors
+def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
+    """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
+    the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
+    push/pull land in ROOT; getprop answers from the properties. Loopback only."""
+    from benchmarks.adbemu.auth import load_keys
+    from benchmarks.adbemu.device import EmulatedDevice
+    from benchmarks.adbemu.sandbox import Sandbox, check_root, default_props, parse_props
+
+    check_root(root)
+    keys = None
+    if adb_keys:
+        if state != "device":
+            raise AmcError(f"--adb-keys goes with --state device, not {state}")
+        try:
+            keys = load_keys(Path(adb_keys))
+        except OSError as exc:
+            raise AmcError(f"--adb-keys {adb_keys}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise AmcError(f"--adb-keys: {exc}") from None
+    all_props = default_props(secure=keys is not None or state == "unauthorized")
+    all_props.update(parse_props(list(props)))
+    sandbox = Sandbox(root, all_props)
+    try:
+        sandbox.prepare()
+    except OSError as exc:
+        raise AmcError(f"--root {root}: cannot prepare it: {exc.strerror}") from None
+
+    def say(msg: str) -> None:
+        if not quiet:
+            click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+
+    try:
+        dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys)
+    except OSError as exc:
+        raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    auth_desc = "" if keys is None else f", RSA auth with {len(keys)} key{'s' * (len(keys) != 1)}"
+    click.echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
+               f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
+               f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
+    say("commands run on this host: timings measure the host CPU, not a phone")
+
+    def on_term(_sig, _frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    timer = threading.Timer(max_seconds, dev.stop) if max_seconds else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        dev.serve_forever()
+        click.echo(f"stopped after {max_seconds}s (--max-seconds)", err=True)
+    except _Terminated:
+        click.echo("stopped (SIGTERM)", err=True)
+        sys.exit(143)
+    finally:
+        if timer:
+            timer.cancel()
+        dev.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+@device.command("benchmark-binary")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="replace OUT if it exists")
+@handle_errors
+def benchmark_binary(out, force):
+    """Write OUT: a benchmark_model for the emulated device (a sh script running the model
+    through this project's LiteRT runner on the host, printing benchmark_model's log).
+    Push it with `amc-tf bench --target adb --benchmark-binary OUT`."""
+    from benchmarks.adbemu.host_benchmark_model import wrapper_script
+    from benchmarks.runlog import atomic_write
+
+    path = Path(out)
+    if path.exists() and not force:
+        raise AmcError(f"{path} exists (use --force to replace it)")
+    if not path.parent.is_dir():
+        raise AmcError(f"directory {path.parent} does not exist")
+    atomic_write(path, wrapper_script(sys.executable))
+    path.chmod(0o755)
+    click.echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
+
+
+COMMANDS = [device]

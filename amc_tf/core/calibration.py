@@ -1,0 +1,146 @@
+"""Calibration images for full-integer quantization, and the images held out from them.
+
+The images of a folder (any layout `amc_tf.core.data.open_dataset` reads, or simply a folder
+of images without labels) are shuffled with a fixed seed; the first `size` calibrate,
+the rest are *held out*: they measure the quantized model, and no image whose content
+(sha256) is among the calibration images is ever held out. Images are preprocessed by
+evaluation's own functions (`amc_tf.core.preprocess`: the PyTorch-exact `pil` crop, then
+`normalize`), so the activation ranges are those the model sees when it is evaluated.
+
+A conversion writes the calibration set's hashes to OUTDIR/calibration.txt
+(`sha256  path` lines); `amc-tf compare` leaves those images out of its measurements.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from amc_tf.core.errors import AmcError
+from amc_tf.core.preprocess import Preprocessing
+from amc_tf.core.fileutil import sha256_file
+
+SYNTHETIC = "synthetic"
+MANIFEST = "calibration.txt"
+PREPROCESS_MODE = "pil"  # evaluation's default: torchvision's eval transform exactly
+SEED = 0
+MAX_HELD_OUT = 200
+SYNTHETIC_WARNING = ("calibrated on SYNTHETIC random-pixel images, not real ones: the int8 activation ranges "
+                     "are guesses and accuracy may be far below fp32; calibrate with --calibration DIR")
+
+
+class CalibrationError(AmcError):
+    """The calibration images cannot be used (exit 2)."""
+
+
+def open_images(root: str | os.PathLike):
+    """The folder as a Dataset: a labelled layout when `open_dataset` recognises one, else
+    every image under it, unlabelled (calibration needs no labels)."""
+    from amc_tf.core.data import IMAGE_EXTENSIONS, DataError, Dataset, open_dataset
+
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise CalibrationError(f"--calibration {root}: no such directory")
+    try:
+        dataset = open_dataset(root)
+    except DataError:
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(root, followlinks=True) for f in names
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise CalibrationError(f"--calibration {root}: no images found") from None
+        return Dataset("images", root, (), files)
+    if dataset.records:
+        raise CalibrationError(f"--calibration {root}: TFRecord shards are not supported for calibration; "
+                               "give a folder of images")
+    return dataset
+
+
+@dataclass
+class Split:
+    """Calibration and held-out images of one folder, with their content hashes."""
+
+    dataset: object  # amc_tf.core.data.Dataset
+    calibration: list[int]  # indices into dataset.files
+    held_out: list[int]
+    hashes: list[str]  # sha256 of every dataset file
+
+    def subset(self, indices: list[int]):
+        ds = self.dataset
+        pick = np.asarray(indices, np.int64)
+        return replace(ds, files=[ds.files[i] for i in indices],
+                       labels=None if ds.labels is None else ds.labels[pick],
+                       imagenet_labels=None if ds.imagenet_labels is None else ds.imagenet_labels[pick])
+
+    def manifest(self) -> str:
+        return "".join(f"{self.hashes[i]}  {os.path.relpath(self.dataset.files[i], self.dataset.root)}\n"
+                       for i in self.calibration)
+
+
+def check_size(root: str | os.PathLike, size: int):
+    """The folder as a Dataset, if it holds at least `size` images (a directory listing only)."""
+    dataset = open_images(root)
+    n = len(dataset.files)
+    if n < size:
+        raise CalibrationError(f"--calibration {root} holds {n} images, fewer than --calibration-size {size}; "
+                               f"pass --calibration-size {n} or fewer, or add images")
+    return dataset
+
+
+def split(root: str | os.PathLike, size: int, max_held_out: int = MAX_HELD_OUT, seed: int = SEED) -> Split:
+    """Shuffle the folder's images (fixed seed); the first `size` calibrate; up to
+    `max_held_out` of the others, none a copy of a calibration image, are held out."""
+    if size < 1:
+        raise CalibrationError(f"--calibration-size must be >= 1, got {size}")
+    dataset = check_size(root, size)
+    n = len(dataset.files)
+    hashes = [sha256_file(f) for f in dataset.files]
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    calibration = sorted(order[:size])
+    seen = {hashes[i] for i in calibration}
+    held_out = []
+    for i in order[size:]:
+        if len(held_out) == max_held_out:
+            break
+        if hashes[i] not in seen:
+            held_out.append(i)
+            seen.add(hashes[i])
+    return Split(dataset, calibration, sorted(held_out), hashes)
+
+
+def load(dataset, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised float32 NHWC images, indices into dataset.files of those that decoded),
+    each through evaluation's `pil` path: `pil_load_crop` then `normalize`; unreadable
+    images are skipped (as evaluation counts and skips them)."""
+    from amc_tf.core.preprocess import normalize, pil_load_crop
+
+    images, indices = [], []
+    for i, path in enumerate(dataset.files):
+        try:
+            pixels = pil_load_crop(path, prep)
+        except Exception:  # noqa: BLE001 - any decoder error: the image is unreadable
+            continue
+        images.append(pixels)
+        indices.append(i)
+    if not images:
+        raise CalibrationError(f"{dataset.root}: none of the {len(dataset.files)} images could be read")
+    return normalize(np.stack(images), prep), np.asarray(indices, np.int64)
+
+
+def synthetic(n: int, prep: Preprocessing, seed: int = SEED) -> np.ndarray:
+    """n random-pixel images (uniform uint8, normalised): inputs in the real range, with none
+    of a real image's statistics."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (n, prep.size, prep.size, 3), endpoint=False)
+    from amc_tf.core.preprocess import normalize
+
+    return normalize(pixels.astype(np.uint8), prep)
+
+
+def read_manifest(path: str | os.PathLike) -> set[str]:
+    """The sha256 hashes listed in a calibration.txt (empty if there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    return {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
