@@ -4,30 +4,15 @@ and `logs summarize` read; summarize refuses (exit 2) naming the file."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+from cli_run import one_error_line, run
 
 
-AMC_TF = [sys.executable, "-m", "amc_tf"]
-DIGITS = Path(__file__).parent / "data" / "digits" / "mobilenet_v1_digits.pth.tar"
 LOG_OK = """STARTING!
 Num runs: [10]
 Inference timings in us: Init: 1000, First inference: 2000, Warmup (avg): 1500, Inference (avg): 1234.5
 """
-
-
-def run(*args, cwd=None, timeout=120):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([*AMC_TF, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
-
-
-def one_error_line(proc) -> str:
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return errors[0]
 
 
 def _sparse(path: Path, size: int) -> None:

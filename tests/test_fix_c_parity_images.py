@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-AMC_TF = [sys.executable, "-m", "amc_tf"]
-DIGITS = Path(__file__).parent / "data" / "digits" / "mobilenet_v1_digits.pth.tar"
-
-
-def run(*args, cwd=None, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([*AMC_TF, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+from cli_run import DIGITS, run
 
 
 @pytest.fixture(scope="module")
