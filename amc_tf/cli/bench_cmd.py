@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.output import emit_json, handle_errors
+from amc_tf.cli.output import emit_json
 from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, RunFailedError
 
@@ -106,7 +106,6 @@ def _fresh_logdir(root: Path) -> Path:
 @click.option("--force", is_flag=True, help="replace existing logs of the same name")
 @click.option("--json", "as_json", is_flag=True, help="emit runs and summary as JSON on stdout")
 @click.option("-q", "--quiet", is_flag=True, help="no progress on stderr")
-@handle_errors
 def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, repeats, threads, taskset,
           delegate, logdir, run_timeout, name, baseline, cleanup, force, as_json, quiet):
     """Benchmark TFLite MODELs with the Pixel-1 protocol (defaults: 1 thread, 100 warm-up +
@@ -182,7 +181,6 @@ def logs():
 @logs.command("parse")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="emit the parsed fields as JSON")
-@handle_errors
 def parse(file, as_json):
     """Parse one benchmark_model log. Exit 3 when the log holds no result or a failure."""
     from benchmarks.logparse import parse_file
@@ -237,7 +235,6 @@ def _describe(r) -> str:
 @click.option("--csv", "as_csv", is_flag=True)
 @click.option("--markdown", "as_md", is_flag=True)
 @click.option("--baseline", default=None, help="add each model's latency ratio to this model")
-@handle_errors
 def summarize(logdir, as_json, as_csv, as_md, baseline):
     """Group LOGDIR/<model>_run<k>.txt by model: per-run averages, mean across runs (the
     headline), std across runs, min/median/max, optional ratio to a baseline.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.output import emit_json, handle_errors
+from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 
 
@@ -59,7 +59,6 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
 @click.option("--force", is_flag=True, help="Replace existing logs of the same name in --logdir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@handle_errors
 def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_latency, logdir, force, as_json, quiet):
     """Compare conversion OUTDIRs (e.g. fp32, fp16, dynamic and int8 of one checkpoint) by
     model.tflite size, latency (Pixel-1 protocol on the local target) and agreement with

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli.options import BN_EPS
-from amc_tf.cli.output import emit_json, handle_errors
+from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 from amc_tf.core.profiles import PROFILE_NAMES
 
@@ -50,7 +50,6 @@ def _progress(quiet: bool):
 @click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@handle_errors
 def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, with_preprocessing,
             quantize, calibration, calibration_size, int8_recipe, io_type, no_verify, force, as_json, quiet):
     """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
@@ -111,7 +110,6 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), help="A named AMC profile (alone, or to check CHECKPOINT).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="[default: 224, or an ONNX model's fixed input size]")
 @click.option("--json", "as_json", is_flag=True, help='Print {"macs": int, "params": int, "layers": [...]}.')
-@handle_errors
 def profile(checkpoint, profile, input_size, as_json):
     """Per-layer and total multiply-adds and parameters of a checkpoint (PyTorch or ONNX) or a named profile.
 

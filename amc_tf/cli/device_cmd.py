@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.output import handle_errors
 from amc_tf.core.errors import AmcError
 
 
@@ -41,7 +40,6 @@ def device():
 @click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
               help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
 @click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
-@handle_errors
 def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
@@ -107,7 +105,6 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
 @device.command("benchmark-binary")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
-@handle_errors
 def benchmark_binary(out, force):
     """Write OUT: a benchmark_model for the emulated device (a sh script running the model
     through this project's LiteRT runner on the host, printing benchmark_model's log).

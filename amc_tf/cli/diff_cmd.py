@@ -7,7 +7,7 @@ import os
 import click
 
 from amc_tf.cli.options import BN_EPS, NON_NEGATIVE
-from amc_tf.cli.output import emit_json, handle_errors
+from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -70,7 +70,6 @@ def image_inputs(directory: str, spec, limit: int):
               help="Override a CHECKPOINT's activation (as in convert).")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@handle_errors
 def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps, activation, as_json, quiet):
     """Compare PyTorch, TF and TFLite (fp32 or quantized) layer by layer and mark the first
     layer whose error exceeds the tolerance. Exit 1 when one does.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli.options import NON_NEGATIVE
-from amc_tf.cli.output import emit_json, handle_errors
+from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 
 
@@ -69,7 +69,6 @@ def _set_tf_threads(threads: int) -> None:
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of counting and skipping it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@handle_errors
 def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, labels_offset, input_size,
                  ground_truth, save_logits, force, strict, as_json, quiet):
     """Top-1 / top-5 of MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a
@@ -190,7 +189,6 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@handle_errors
 def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads, as_json, quiet):
     """Run PyTorch, TF and TFLite (and the uint8-input models of --with-preprocessing) on the
     same preprocessed images and compare every pair; exit 1 below the thresholds.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.output import emit_json, handle_errors
+from amc_tf.cli.output import emit_json
 from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, Interrupted, OutputExistsError, RunFailedError
 
@@ -89,7 +89,6 @@ def latency():
                    "kept [default: as bench: 120 s + 2 s per invocation, 200 s]")
 @click.option("--json", "as_json", is_flag=True, help="Print the build's summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@handle_errors
 def build(output, target, serial, benchmark_binary, adb_path, threads, family, input_size, grid, no_calibrate,
           force, run_timeout, as_json, quiet):
     """Time each layer kind of MobileNetV1/V2 alone over a grid of channel counts and write the
@@ -224,7 +223,6 @@ def _check_plot(plot: str, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing --plot file.")
 @click.option("-q", "--quiet", is_flag=True, help="Nothing on stderr but errors (no library notes while "
                                                   "reading MODEL).")
-@handle_errors
 def predict(model, profile, lut_path, input_size, target, serial, benchmark_binary, adb_path, threads,
             ignore_fingerprint, as_json, plot, force, quiet):
     """Predict the latency of MODEL (a checkpoint or a convert OUTDIR) or of --profile NAME,

@@ -8,11 +8,5 @@ import json
 import click
 
 
-def handle_errors(fn):
-    """Kept for command modules written before the central boundary: errors are handled in
-    `AmcGroup.main` now, so this returns the command unchanged."""
-    return fn
-
-
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
