@@ -25,15 +25,7 @@ class Host:
     def __init__(self, port, timeout=10):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.next_id = 100
-
-    def _recv_exact(self, n):
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return bytes(buf)
+        self._recv_exact = wire.socket_reader(self.sock)
 
     def send(self, command, arg0, arg1, data=b"", checksum=True):
         self.sock.sendall(wire.Message(command, arg0, arg1, data).encode(with_checksum=checksum))

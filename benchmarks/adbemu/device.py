@@ -87,19 +87,11 @@ class Connection:
         except OSError:
             return False
 
-    def _recv_exact(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return bytes(buf)
-
     def run(self) -> None:
+        recv_exact = wire.socket_reader(self.sock)
         try:
             while True:
-                msg = wire.read_message(self._recv_exact, verify_checksum=self.version < wire.A_VERSION_SKIP_CHECKSUM)
+                msg = wire.read_message(recv_exact, verify_checksum=self.version < wire.A_VERSION_SKIP_CHECKSUM)
                 self.handle(msg)
         except EOFError:
             pass

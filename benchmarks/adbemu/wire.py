@@ -71,6 +71,21 @@ def decode_header(raw: bytes) -> tuple[int, int, int, int, int]:
     return command, arg0, arg1, length, crc
 
 
+def socket_reader(sock):
+    """`recv_exact(n) -> bytes` over a socket: exactly n bytes, EOFError when the peer hangs up first."""
+
+    def recv_exact(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return bytes(buf)
+
+    return recv_exact
+
+
 def read_message(recv_exact, verify_checksum: bool) -> Message:
     """One message from `recv_exact(n) -> bytes` (which raises EOFError at end of stream)."""
     command, arg0, arg1, length, crc = decode_header(recv_exact(HEADER.size))
