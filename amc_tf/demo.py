@@ -75,7 +75,7 @@ def main(outdir: Path, seed: int, force: bool, only: tuple[str, ...]) -> None:
         for _, _, path in write_checkpoints(outdir, seed, only):
             click.echo(path)
         return
-    from converters.convert import ConvertOptions, convert
+    from amc_tf.converters.convert import ConvertOptions, convert
 
     click.echo("amc-tf demo: seeded RANDOM weights in the AMC profiles' exact shapes and key layout "
                "(not the published AMC weights, which cannot be downloaded here)\n", err=True)

@@ -27,10 +27,10 @@ from typing import Callable
 
 from amc_tf.core.errors import AmcError, DeviceError
 from amc_tf.core.fileutil import sha256_file
-from benchmarks.device_info import INFO_SCRIPT, parse_info
-from benchmarks.logparse import parse_text
-from benchmarks.protocol import Protocol
-from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, run_status,
+from amc_tf.benchmarks.device_info import INFO_SCRIPT, parse_info
+from amc_tf.benchmarks.logparse import parse_text
+from amc_tf.benchmarks.protocol import Protocol
+from amc_tf.benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, run_status,
                                write_manifest)
 
 REMOTE_DIR = "/data/local/tmp"

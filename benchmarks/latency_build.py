@@ -23,8 +23,8 @@ import numpy as np
 from amc_tf.core.errors import AmcError, OutputExistsError
 from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks
 from amc_tf.core.profiles import profile_spec
-from benchmarks.latency_lut import ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, LatencyLut, Table, layer_plan, table_name
-from benchmarks.runlog import atomic_write
+from amc_tf.benchmarks.latency_lut import ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, LatencyLut, Table, layer_plan, table_name
+from amc_tf.benchmarks.runlog import atomic_write
 
 HEADROOM = 1.25
 # Past one alignment period (64) every ladder value is a multiple of it (see latency_lut.align_factor);
@@ -243,7 +243,7 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     t_start = time.monotonic()
     import shutil
 
-    from converters.staging import make_staging_dir, remove_stale
+    from amc_tf.converters.staging import make_staging_dir, remove_stale
 
     remove_stale(out)  # scratch dirs of builds killed by SIGKILL (their process is gone)
     try:
@@ -252,7 +252,7 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
         raise AmcError(f"cannot write in {out.parent or '.'}: {exc.strerror or exc}") from None
     try:
         try:
-            from benchmarks.latency_timers import layer_tflite, network_tflite
+            from amc_tf.benchmarks.latency_timers import layer_tflite, network_tflite
 
             done = 0
             for key, kind, res, cin, cout in points:

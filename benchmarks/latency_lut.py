@@ -16,7 +16,7 @@ point), the scale is fitted at build time on a few whole models (cache effects a
 fusions a single layer cannot show). Nothing here imports TensorFlow; a prediction
 costs about 0.1-0.3 ms once the LUT is loaded:
 
-    from benchmarks.latency_lut import load_lut
+    from amc_tf.benchmarks.latency_lut import load_lut
     lut = load_lut("lut.json")
     ms = lut.predict(spec)          # a NetSpec or a Network
 """
@@ -275,7 +275,7 @@ class LatencyLut:
                    _finite(d.get("overhead_us", 0.0), "overhead_us", low=0.0), scale, dict(d.get("meta", {})))
 
     def save(self, path: str | os.PathLike) -> None:
-        from benchmarks.runlog import atomic_write
+        from amc_tf.benchmarks.runlog import atomic_write
 
         atomic_write(Path(path), json.dumps(self.as_dict(), indent=1) + "\n")
 

@@ -22,8 +22,8 @@ import numpy as np
 from amc_tf.core.errors import AmcError, RunFailedError
 from amc_tf.core.fileutil import sha256_file
 from amc_tf.core.netspec import Network, NetSpec
-from benchmarks.logparse import parse_text
-from benchmarks.protocol import Protocol
+from amc_tf.benchmarks.logparse import parse_text
+from amc_tf.benchmarks.protocol import Protocol
 
 
 # -- layer models ----------------------------------------------------------------------
@@ -32,7 +32,7 @@ def layer_tflite(kind: str, res: int, cin: int, cout: int, seed: int = 0) -> byt
     pointwise | add | head (global average pool + 1x1 conv to `cout` classes + squeeze) | null."""
     import tensorflow as tf
 
-    from converters.exporters import tflite_from_concrete
+    from amc_tf.converters.exporters import tflite_from_concrete
 
     rng = np.random.default_rng(seed)
 
@@ -99,8 +99,8 @@ def random_network(spec: NetSpec, seed: int = 0) -> Network:
 
 
 def network_tflite(spec: NetSpec, seed: int = 0) -> bytes:
-    from converters.exporters import tflite_bytes
-    from converters.tf_builder import build
+    from amc_tf.converters.exporters import tflite_bytes
+    from amc_tf.converters.tf_builder import build
 
     return tflite_bytes(build(random_network(spec, seed)))
 
@@ -128,7 +128,7 @@ class LocalTimer:
         self.budget_s, self.min_runs, self.max_runs = budget_s, min_runs, max_runs
 
     def fingerprint(self) -> dict:
-        from benchmarks.local import host_info
+        from amc_tf.benchmarks.local import host_info
 
         info = host_info()
         return {"target": "local", "cpu": info.get("cpu", info["machine"]), "device": None,
@@ -136,7 +136,7 @@ class LocalTimer:
                 "machine": info["machine"], "cpus": info.get("cpus")}
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
-        from benchmarks.local import make_interpreter
+        from amc_tf.benchmarks.local import make_interpreter
 
         interp = make_interpreter(str(path), self.threads, self.delegate)
         interp.allocate_tensors()
@@ -170,7 +170,7 @@ class BinaryTimer:
         self.binary, self.protocol = Path(binary), protocol
 
     def fingerprint(self) -> dict:
-        from benchmarks.local import host_info
+        from amc_tf.benchmarks.local import host_info
 
         info = host_info()
         return {"target": "local", "cpu": info.get("cpu", info["machine"]), "device": None,
@@ -178,7 +178,7 @@ class BinaryTimer:
                 "threads": self.protocol.threads, "delegate": self.protocol.delegate, "machine": info["machine"]}
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
-        from benchmarks.local import RunTimedOut, run_binary
+        from amc_tf.benchmarks.local import RunTimedOut, run_binary
 
         try:
             text, rc = run_binary(self.binary, Path(path), self.protocol)
@@ -202,7 +202,7 @@ class AdbTimer:
     """`benchmark_model` on one Android device over `bench`'s adb path (android.py)."""
 
     def __init__(self, binary: Path, protocol: Protocol, serial: str | None, adb: str | None = None, say=None):
-        from benchmarks.android import Adb, DeviceWorker, resolve_adb, select_serials
+        from amc_tf.benchmarks.android import Adb, DeviceWorker, resolve_adb, select_serials
 
         self.client = Adb(resolve_adb(adb))
         self.serial = select_serials(self.client, [serial] if serial else [])[0]
@@ -221,7 +221,7 @@ class AdbTimer:
                 "android": self._info.get("android"), "serial": self.serial}
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
-        from benchmarks.android import DeviceLost
+        from amc_tf.benchmarks.android import DeviceLost
 
         try:
             return self._time_model(path)
@@ -229,7 +229,7 @@ class AdbTimer:
             raise RunFailedError(str(exc)) from None
 
     def _time_model(self, path: Path) -> float:
-        from benchmarks.android import RC_MARK, REMOTE_DIR, TIMED_OUT
+        from amc_tf.benchmarks.android import RC_MARK, REMOTE_DIR, TIMED_OUT
 
         remote = f"{REMOTE_DIR}/amc_lut_{Path(path).name}"
         self.worker.place(Path(path), remote, executable=False)
@@ -267,7 +267,7 @@ def make_timer(target: str, threads: int, binary: str | None = None, serial: str
         return LocalTimer(threads=threads)
     protocol = Protocol(warmup=10, runs=30, repeats=1, threads=threads, run_timeout=run_timeout)
     if target == "local":
-        from benchmarks.local import check_binary
+        from amc_tf.benchmarks.local import check_binary
 
         return BinaryTimer(check_binary(binary), protocol)  # as `bench`: `./bm` is a path, `bm` is on PATH
     return AdbTimer(_android_binary(binary), protocol, serial, adb, say)
@@ -292,11 +292,11 @@ def current_fingerprint(target: str, threads: int, binary: str | None = None, se
     without --benchmark-binary the runtime cannot be known, so it is not compared."""
     if target == "local":
         if binary:
-            from benchmarks.local import check_binary
+            from amc_tf.benchmarks.local import check_binary
 
             return BinaryTimer(check_binary(binary), Protocol(threads=threads)).fingerprint()
         return LocalTimer(threads=threads).fingerprint()
-    from benchmarks.android import Adb, resolve_adb, select_serials
+    from amc_tf.benchmarks.android import Adb, resolve_adb, select_serials
 
     host_binary = _android_binary(binary) if binary else None
     client = Adb(resolve_adb(adb))

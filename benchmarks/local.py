@@ -22,10 +22,10 @@ from typing import Callable
 
 from amc_tf.core.errors import AmcError
 from amc_tf.core.quiet import silenced
-from benchmarks.logparse import parse_text
-from benchmarks.protocol import LOCAL_DELEGATES, Protocol, taskset_cpus
+from amc_tf.benchmarks.logparse import parse_text
+from amc_tf.benchmarks.protocol import LOCAL_DELEGATES, Protocol, taskset_cpus
 from amc_tf.core.fileutil import sha256_file
-from benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, log_path, run_status, write_manifest)
+from amc_tf.benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, log_path, run_status, write_manifest)
 
 Progress = Callable[[str], None]
 

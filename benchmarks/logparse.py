@@ -27,7 +27,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.logparse_ops import OpTiming, finite_number as _num, parse_op_tables
+from amc_tf.benchmarks.logparse_ops import OpTiming, finite_number as _num, parse_op_tables
 
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from amc_tf.core.errors import AmcError
-from benchmarks.logparse import parse_file
-from benchmarks.runlog import RUN_FILE, read_manifest
+from amc_tf.benchmarks.logparse import parse_file
+from amc_tf.benchmarks.runlog import RUN_FILE, read_manifest
 
 
 @dataclass

@@ -27,8 +27,8 @@ from amc_tf.core.flops import count as count_macs
 from amc_tf.core.netspec import Network
 from amc_tf.core.profiles import check_profile
 from amc_tf.core.fileutil import sha256_file
-from converters.staging import check_output_path, check_replaceable, make_staging_dir, remove_stale
-from converters.verification import verification_batch
+from amc_tf.converters.staging import check_output_path, check_replaceable, make_staging_dir, remove_stale
+from amc_tf.converters.verification import verification_batch
 
 
 class VerificationFailed(AmcError):
@@ -107,7 +107,7 @@ def verify(model, network: Network, tflite_path: Path, reference: tuple[str, np.
     """Run TF and TFLite (and `runtimes`: {name: NHWC batch -> logits}, e.g. the exported ONNX in
     onnxruntime) on the fixed batch and compare all pairs, with the reference's logits (e.g.
     ("torch", logits)) when given."""
-    from converters.exporters import run_tflite
+    from amc_tf.converters.exporters import run_tflite
 
     x = verification_batch(network, options.verify_batch)
     outputs = {"tf": model(x).numpy(), "tflite": run_tflite(tflite_path, x)}
@@ -178,14 +178,14 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
             raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
         check_replaceable(outdir)
     if options.quantize:
-        from converters.quantized_export import check_options
+        from amc_tf.converters.quantized_export import check_options
 
         check_options(options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
     progress(f"reading {checkpoint}")
-    from converters.frontends import load
+    from amc_tf.converters.frontends import load
 
     network, _ = load(checkpoint, activation=options.activation, bn_eps=options.bn_eps,
                       input_size=options.input_size)
@@ -225,8 +225,8 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
 
 def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions,
             timings: dict, progress: Progress) -> dict:
-    from converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
-    from converters.tf_builder import build
+    from amc_tf.converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
+    from amc_tf.converters.tf_builder import build
 
     t = time.perf_counter()
     progress("building the TF graph")
@@ -281,7 +281,7 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
     else:
         report["verification"] = {"skipped": True}
     if options.quantize:
-        from converters.quantized_export import export_quantized
+        from amc_tf.converters.quantized_export import export_quantized
 
         report["artifacts"]["tflite_fp32"] = report["artifacts"]["tflite"]
         report["artifacts"]["tflite"], report["quantization"] = export_quantized(model, network, tmp, options,
@@ -295,7 +295,7 @@ def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, pro
     runtimes, extra_artifacts = {}, {}
     if "onnx" in options.exports:
         from amc_tf.core import onnx_reference
-        from converters.onnx_exporter import write_onnx
+        from amc_tf.converters.onnx_exporter import write_onnx
 
         t = time.perf_counter()
         progress("writing model.onnx")
@@ -303,7 +303,7 @@ def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, pro
         runtimes["onnx_export"] = lambda x: onnx_reference.run(tmp / "model.onnx", x, options.onnx_layout)
         timings["onnx"] = time.perf_counter() - t
     if "with_preprocessing" in options.exports:
-        from converters.preprocessing_export import write_all
+        from amc_tf.converters.preprocessing_export import write_all
 
         t = time.perf_counter()
         progress("writing with_preprocessing/ (uint8 input SavedModel and TFLite)")

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from amc_tf.core.quiet import silenced
 from amc_tf.core.tflite_io import load_interpreter
-from converters.tf_builder import SlimMobileNet
+from amc_tf.converters.tf_builder import SlimMobileNet
 
 
 def write_saved_model(model: SlimMobileNet, directory: str | os.PathLike) -> None:

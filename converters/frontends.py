@@ -17,7 +17,7 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
          input_size: int | None = None) -> tuple[Network, dict | None]:
     """`input_size` None: 224, or the ONNX model's fixed input size."""
     from amc_tf.core.checkpoint import load_state_dict
-    from converters.pytorch_frontend import infer_network
+    from amc_tf.converters.pytorch_frontend import infer_network
 
     from amc_tf.core.checkpoint_safety import check_regular_file
 
@@ -25,7 +25,7 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
     check_regular_file(path)
     _refuse_tflite(path)
     if _is_onnx(path):
-        from converters.onnx_frontend import load_onnx
+        from amc_tf.converters.onnx_frontend import load_onnx
 
         return load_onnx(path, activation=activation, bn_eps=bn_eps, input_size=input_size), None
     sd = load_state_dict(path)

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from converters import int8_numerics as qn
-from converters.tf_builder import SlimMobileNet
+from amc_tf.converters import int8_numerics as qn
+from amc_tf.converters.tf_builder import SlimMobileNet
 
 SAMPLES_PER_IMAGE = 4096  # activation values kept per tensor per image for range selection
 BATCH = 10
@@ -259,7 +259,7 @@ def fake_quant_tflite(model: SlimMobileNet, cal: Calibrated, io: str = "float32"
     """The TFLite conversion of the fake-quant graph: int8 with exactly `cal`'s ranges and weights."""
     import warnings
 
-    from converters.exporters import tflite_from_concrete
+    from amc_tf.converters.exporters import tflite_from_concrete
 
     fq = FakeQuantMobileNet(_network_of(model), cal)
 
@@ -290,7 +290,7 @@ def _check_integer(data: bytes) -> None:
     calibration): check instead that every conv runs in an int8 kernel on int8 input and
     that float appears only at the model's float input/output."""
     from amc_tf.core.tflite_io import load_interpreter
-    from converters.tflite_inspect import int8_mac_share
+    from amc_tf.converters.tflite_inspect import int8_mac_share
 
     interp = load_interpreter(data, delegates=False)
     share = int8_mac_share(interp)

@@ -23,7 +23,7 @@ import numpy as np
 from amc_tf.core.errors import ArchitectureError, CheckpointError
 from amc_tf.core.netspec import Network
 from amc_tf.core.onnx_io import read_model
-from converters.onnx_graph import Walk, walk_graph
+from amc_tf.converters.onnx_graph import Walk, walk_graph
 
 
 def _state_dict(walk: Walk, bn_eps: float) -> "OrderedDict[str, np.ndarray]":
@@ -82,7 +82,7 @@ def _check_against_spec(walk: Walk, network: Network) -> None:
 def infer_onnx_network(model, *, activation: str | None = None, bn_eps: float = 1e-5,
                        input_size: int | None = None, source: dict | None = None) -> Network:
     """An ONNX ModelProto of a MobileNetV1/V2 (any pruning) -> Network."""
-    from converters.pytorch_frontend import infer_network
+    from amc_tf.converters.pytorch_frontend import infer_network
 
     walk = walk_graph(model)
     if len(walk.bn_eps) > 1:

@@ -19,8 +19,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from amc_tf.core.preprocess import Preprocessing, tf_crop, tf_normalize
-from converters.exporters import tflite_from_concrete
-from converters.tf_builder import SlimMobileNet
+from amc_tf.converters.exporters import tflite_from_concrete
+from amc_tf.converters.tf_builder import SlimMobileNet
 
 
 def model_preprocessing(model: SlimMobileNet) -> Preprocessing:

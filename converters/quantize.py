@@ -68,10 +68,10 @@ def quantize(model, request: QuantizeRequest, representative: Callable[[], Itera
 
     if (request.mode == "int8") != (representative is not None):
         raise QuantizeError("int8 needs calibration batches; fp16 and dynamic take none")
-    from converters.exporters import tflite_from_concrete
+    from amc_tf.converters.exporters import tflite_from_concrete
 
     if request.mode == "int8" and request.recipe == "accurate":
-        from converters.int8_recipe import accurate_int8
+        from amc_tf.converters.int8_recipe import accurate_int8
 
         images = np.concatenate([np.asarray(x, np.float32) for x in representative()])
         return accurate_int8(model, images, request.io, progress=progress)

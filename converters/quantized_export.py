@@ -19,7 +19,7 @@ from amc_tf.core.agreement import accuracy, agreement
 from amc_tf.core.data import DataError
 from amc_tf.core.netspec import Network
 from amc_tf.core.preprocess import Preprocessing
-from converters.quantize import QuantizeError, QuantizeRequest
+from amc_tf.converters.quantize import QuantizeError, QuantizeRequest
 
 FP32_NAME = "model_fp32.tflite"
 QUANTIZED_NAME = "model.tflite"
@@ -78,10 +78,10 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
                      progress: Callable[[str], None]) -> tuple[dict, dict]:
     """Write tmp/model.tflite quantized (tmp/model_fp32.tflite exists); returns (the
     artifact entry for model.tflite, report.json's `quantization` section)."""
-    from converters.exporters import tflite_op_histogram
-    from converters.quantize import quantize
-    from converters.tflite_inspect import int8_mac_share, io_details, tensor_dtypes, weight_quantization
-    from converters.verification import verification_batch
+    from amc_tf.converters.exporters import tflite_op_histogram
+    from amc_tf.converters.quantize import quantize
+    from amc_tf.converters.tflite_inspect import int8_mac_share, io_details, tensor_dtypes, weight_quantization
+    from amc_tf.converters.verification import verification_batch
     from amc_tf.core.tflite_io import TFLiteModel, load_interpreter
 
     request = check_options(options)

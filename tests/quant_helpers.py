@@ -12,7 +12,7 @@ import numpy as np
 def quantized_tflite(model, mode: str, calibration: int = 8, seed: int = 1) -> bytes:
     """`int8`: full-integer (per-channel weights, int8 activations calibrated on standard-normal
     inputs, float input/output); `fp16`: float16 weights."""
-    from converters.quantize import QuantizeRequest, quantized_tflite_bytes
+    from amc_tf.converters.quantize import QuantizeRequest, quantized_tflite_bytes
 
     size, rng = model.spec.input_size, np.random.default_rng(seed)
 
@@ -26,7 +26,7 @@ def quantized_tflite(model, mode: str, calibration: int = 8, seed: int = 1) -> b
 def quantized_twin(outdir: Path, twin: Path, mode: str) -> Path:
     """A copy of a conversion OUTDIR whose model.tflite is the quantized model."""
     from amc_tf.core.outdir import read_outdir
-    from converters.tf_builder import build
+    from amc_tf.converters.tf_builder import build
 
     shutil.copytree(outdir, twin)
     model = build(read_outdir(outdir).network())

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from benchmarks.adbemu import auth, wire
-from benchmarks.adbemu.device import EmulatedDevice
-from benchmarks.adbemu.sandbox import Sandbox, default_props
+from amc_tf.benchmarks.adbemu import auth, wire
+from amc_tf.benchmarks.adbemu.device import EmulatedDevice
+from amc_tf.benchmarks.adbemu.sandbox import Sandbox, default_props
 
 from adb_helpers import recv_from
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from adb_helpers import adb_env, adb_server, emulators  # noqa: F401  (fixtures)
 from adb_helpers import ADB, AMC_TF, FAKE_TFLITE, NO_ADB, LOG_LINES, adb, script, tiny_tflite, wait_for
 from amc_tf.cli import main
-from benchmarks.logparse import parse_file
+from amc_tf.benchmarks.logparse import parse_file
 
 
 def bench(model, logdir, serials, binary, *extra):

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from amc_tf.cli import main
-from benchmarks.adbemu import wire
-from benchmarks.adbemu.sandbox import Sandbox
+from amc_tf.benchmarks.adbemu import wire
+from amc_tf.benchmarks.adbemu.sandbox import Sandbox
 
 from adb_helpers import recv_from
 
@@ -119,6 +119,6 @@ def test_emulate_bad_input_is_one_line(tmp_path, monkeypatch, args, msg):
 def test_benchmark_binary_written_once(tmp_path):
     out = tmp_path / "bm"
     assert CliRunner().invoke(main, ["device", "benchmark-binary", str(out)]).exit_code == 0
-    assert os.access(out, os.X_OK) and "benchmarks.adbemu.host_benchmark_model" in out.read_text()
+    assert os.access(out, os.X_OK) and "amc_tf.benchmarks.adbemu.host_benchmark_model" in out.read_text()
     res = CliRunner().invoke(main, ["device", "benchmark-binary", str(out)])
     assert res.exit_code == 2 and "exists (use --force" in res.stderr

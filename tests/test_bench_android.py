@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from amc_tf.cli import main
 from bench_helpers import install_fake
-from benchmarks.logparse import parse_file
+from amc_tf.benchmarks.logparse import parse_file
 
 
 class FakeAdb:

@@ -11,11 +11,11 @@ import statistics
 import pytest
 from click.testing import CliRunner
 
-import benchmarks.local as local
+import amc_tf.benchmarks.local as local
 from amc_tf.cli import main
 from bench_helpers import install_fake
-from benchmarks.logparse import parse_file
-from benchmarks.protocol import Protocol
+from amc_tf.benchmarks.logparse import parse_file
+from amc_tf.benchmarks.protocol import Protocol
 
 REAL_FACTORY = local.make_interpreter
 

@@ -112,7 +112,7 @@ def test_bad_onnx_initializer_is_one_line(case, tmp_path):
 
 
 BUG_SCRIPT = (
-    "import sys, converters.convert as c\n"
+    "import sys, amc_tf.converters.convert as c\n"
     "def broken(*a, **k):\n"
     "    raise ZeroDivisionError('planted bug')\n"
     "c.convert = broken\n"

@@ -173,7 +173,7 @@ def test_converts_without_torch(tmp_path, make_checkpoint):
 
 def test_self_check_failure_exits_1_and_keeps_the_evidence(tmp_path, make_checkpoint, monkeypatch):
     """A builder bug (TF 'SAME' padding at stride 2) must fail the self-check against PyTorch."""
-    import converters.tf_builder as tf_builder
+    import amc_tf.converters.tf_builder as tf_builder
 
     real_build = tf_builder.build
     monkeypatch.setattr(tf_builder, "build", lambda network, **kw: real_build(network, padding_mode="same"))
@@ -192,7 +192,7 @@ def test_expansion_width_must_match_the_depthwise(make_checkpoint):
     """A V2 block whose expand conv gives more channels than its depthwise takes is refused
     with an error naming the block, not a crash further down."""
     from amc_tf.core.errors import ArchitectureError
-    from converters.pytorch_frontend import infer_network
+    from amc_tf.converters.pytorch_frontend import infer_network
 
     _, model, _ = make_checkpoint("odd-v2", "amc", "zip")
     sd = {k: v.numpy() for k, v in model.state_dict().items()}

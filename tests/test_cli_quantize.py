@@ -154,7 +154,7 @@ def test_synthetic_calibration_warns_loudly(tmp_path_factory, make_checkpoint, i
 
 def test_int8_uint8_io_through_local_bench_and_compare(tmp_path_factory, tmp_path, make_checkpoint, images):
     from amc_tf.core.tflite_io import TFLiteModel
-    from benchmarks.logparse import parse_text
+    from amc_tf.benchmarks.logparse import parse_text
 
     fp32, r1 = converted(tmp_path_factory, make_checkpoint, "odd-v1")
     q8, r2 = converted(tmp_path_factory, make_checkpoint, "odd-v1", "--quantize", "int8", "--io", "uint8",

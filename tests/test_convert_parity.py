@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from amc_tf.core import torch_models
-from converters.convert import ConvertOptions, convert
-from converters.exporters import run_tflite
+from amc_tf.converters.convert import ConvertOptions, convert
+from amc_tf.converters.exporters import run_tflite
 
 CASES = [
     # (profile, layout, file format, input size)

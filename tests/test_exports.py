@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from converters.convert import ConvertOptions, convert
+from amc_tf.converters.convert import ConvertOptions, convert
 from amc_tf.core.tflite_io import load_interpreter
-from converters.exporters import tflite_op_histogram
+from amc_tf.converters.exporters import tflite_op_histogram
 
 BN = ("gamma", "beta", "moving_mean", "moving_variance")
 

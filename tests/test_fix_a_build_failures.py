@@ -91,8 +91,8 @@ def test_timeout_on_the_first_point_leaves_nothing_and_no_hint(tmp_path, sleepy_
 
 
 def test_default_run_timeout_is_benchs_derivation():
-    from benchmarks.latency_timers import make_timer
-    from benchmarks.protocol import Protocol
+    from amc_tf.benchmarks.latency_timers import make_timer
+    from amc_tf.benchmarks.protocol import Protocol
 
     timer = make_timer("local", 1, sys.executable)
     assert timer.protocol.timeout_s() == Protocol(warmup=10, runs=30).timeout_s() == 200.0

@@ -17,7 +17,7 @@ from adb_helpers import adb_env, emulators  # noqa: F401  (fixtures)
 from adb_helpers import FAKE_TFLITE
 
 AMC_TF_3S = [sys.executable, "-c",
-             "import benchmarks.android as a; a.CONTROL_TIMEOUT_S = 3.0; from amc_tf.cli import main; main()"]
+             "import amc_tf.benchmarks.android as a; a.CONTROL_TIMEOUT_S = 3.0; from amc_tf.cli import main; main()"]
 
 
 @pytest.fixture

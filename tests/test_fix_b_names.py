@@ -31,7 +31,7 @@ def test_odd_names_are_refused_before_any_work(tmp_path, name):
 
 
 def test_a_plain_name_is_still_accepted():
-    from benchmarks.runlog import check_name
+    from amc_tf.benchmarks.runlog import check_name
 
     for ok in ("mnet", "a_fp32", "m@host", "v1.0+x", "0.5flops", "_x"):
         assert check_name(ok) == ok

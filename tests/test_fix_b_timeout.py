@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from benchmarks.protocol import MAX_RUN_TIMEOUT_S, Protocol, ProtocolError
+from amc_tf.benchmarks.protocol import MAX_RUN_TIMEOUT_S, Protocol, ProtocolError
 
 AMC_TF = [sys.executable, "-c", "from amc_tf.cli import main; main()"]
 FAKE_TFLITE = b"\x1c\x00\x00\x00TFL3" + bytes(200)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from amc_tf.core.checkpoint import load_pickled, load_state_dict
 from amc_tf.core.errors import CheckpointError
-from benchmarks.logparse import parse_text
+from amc_tf.benchmarks.logparse import parse_text
 from hostile import Build, Global, Storages, Tensor, legacy_checkpoint, state_dict_node, zip_checkpoint
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

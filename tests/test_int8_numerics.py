@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from converters import int8_numerics as qn
+from amc_tf.converters import int8_numerics as qn
 
 
 def _heavy_tailed(n=20000, seed=0):

@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters import int8_numerics as qn
+from amc_tf.converters import int8_numerics as qn
 
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def v2(make_checkpoint):
-    from converters.frontends import load
-    from converters.tf_builder import build
+    from amc_tf.converters.frontends import load
+    from amc_tf.converters.tf_builder import build
 
     path, _, _ = make_checkpoint("odd-v2", "amc", "zip")
     model = build(load(path, input_size=SIZE)[0])
@@ -29,7 +29,7 @@ def v2(make_checkpoint):
 @pytest.fixture(scope="module")
 def recipe(v2):
     """(calibrated without bias correction, with it, the int8 .tflite of the latter)."""
-    from converters.int8_recipe import RecipeOptions, calibrate, fake_quant_tflite
+    from amc_tf.converters.int8_recipe import RecipeOptions, calibrate, fake_quant_tflite
 
     model, calib, _ = v2
     plain = calibrate(model, calib, RecipeOptions(bias_correction=False))
@@ -48,7 +48,7 @@ def test_bias_correction_is_the_numpy_expectation(v2, recipe):
     (fake-quantized fp32 input @ int8 kernel - fp32 input @ fp32 kernel)."""
     import tensorflow as tf
 
-    from converters.int8_recipe import _inputs_of
+    from amc_tf.converters.int8_recipe import _inputs_of
 
     model, calib, _ = v2
     plain, corrected, _ = recipe
@@ -76,8 +76,8 @@ def test_bias_correction_is_the_numpy_expectation(v2, recipe):
 
 def test_the_int8_model_is_integer_where_the_macs_are(v2, recipe):
     from amc_tf.core.flops import count
-    from converters.exporters import tflite_op_histogram
-    from converters.tflite_inspect import int8_mac_share, tensor_dtypes, weight_quantization
+    from amc_tf.converters.exporters import tflite_op_histogram
+    from amc_tf.converters.tflite_inspect import int8_mac_share, tensor_dtypes, weight_quantization
 
     model, _, _ = v2
     data = recipe[2]
@@ -95,8 +95,8 @@ def test_the_int8_model_is_integer_where_the_macs_are(v2, recipe):
 
 
 def test_mac_share_of_a_float_model_is_zero_and_names_every_layer(v2):
-    from converters.exporters import tflite_bytes
-    from converters.tflite_inspect import int8_mac_share
+    from amc_tf.converters.exporters import tflite_bytes
+    from amc_tf.converters.tflite_inspect import int8_mac_share
 
     model, _, _ = v2
     share = int8_mac_share(_interp(tflite_bytes(model)))
@@ -133,7 +133,7 @@ def test_the_converter_takes_the_recipes_ranges_and_weights_exactly(v2, recipe):
 
 
 def test_rounding_by_output_error_only_moves_weights_to_the_other_neighbour(v2):
-    from converters.int8_recipe import RecipeOptions, calibrate
+    from amc_tf.converters.int8_recipe import RecipeOptions, calibrate
 
     model, calib, _ = v2
     cal = calibrate(model, calib, RecipeOptions(rounding="all", bias_correction=False))

@@ -134,7 +134,7 @@ def test_sigkill_leaves_no_orphan_and_the_next_run_removes_its_staging_dir(ckpt,
 def test_a_live_conversions_staging_dir_is_left_alone(tmp_path):
     """Only provably stale directories go: one whose process is alive (this one) stays, as does
     one of a pid that was reused by another process (different start time) - that one goes."""
-    from converters.staging import make_staging_dir, remove_stale
+    from amc_tf.converters.staging import make_staging_dir, remove_stale
 
     out = tmp_path / "out"
     mine = make_staging_dir(out)

@@ -16,9 +16,9 @@ import pytest
 from amc_tf.core.flops import layer_table
 from amc_tf.core.netspec import V1, V2
 from amc_tf.core.profiles import PROFILE_NAMES, profile_spec
-from benchmarks.latency_build import build_lut, grid_plan
-from benchmarks.latency_lut import ALIGN_PERIOD, LatencyLut, Table, align_factor, layer_plan, load_lut, predict
-from benchmarks.latency_timers import LocalTimer
+from amc_tf.benchmarks.latency_build import build_lut, grid_plan
+from amc_tf.benchmarks.latency_lut import ALIGN_PERIOD, LatencyLut, Table, align_factor, layer_plan, load_lut, predict
+from amc_tf.benchmarks.latency_timers import LocalTimer
 
 AMC_TF = Path(sys.executable).with_name("amc-tf")
 MAC_US = 1e-3  # synthetic LUT: 1 us per 1000 MACs
@@ -188,7 +188,7 @@ def test_interrupted_build_resumes_to_the_same_result(tmp_path):
     assert not out.exists() and len(json.loads(partial.read_text())["points"]) == 12
     second = FileSizeTimer()
     resumed = build_lut(out, second, [V1], 96, tiny=True, calibrate=True)
-    from benchmarks.latency_build import CAL_ROUNDS
+    from amc_tf.benchmarks.latency_build import CAL_ROUNDS
 
     assert len(first.calls) + len(second.calls) == CAL_ROUNDS * len(whole.meta["calibration"]) + whole.meta["points"]
     assert resumed.meta["resumed_points"] == 12 and not partial.exists()
@@ -291,7 +291,7 @@ def test_predict_reads_a_checkpoint_and_an_outdir(make_checkpoint, tmp_path):
 def test_assemble_subtracts_overhead_and_derives_alignment_ratios():
     """From raw points: tables hold point - overhead; a probe gives each residue's ratio to the
     straight line between its aligned ends; the family scale is the median whole/sum ratio."""
-    from benchmarks.latency_build import _align_ratios, assemble
+    from amc_tf.benchmarks.latency_build import _align_ratios, assemble
 
     overhead = 2.0
     points = {"null": overhead}

@@ -18,9 +18,9 @@ from amc_tf.core import torch_models
 from amc_tf.cli import main
 from amc_tf.services.layerdiff.metrics import tap_points
 from amc_tf.core.netspec import NetSpec
-from converters.convert import ConvertOptions, convert
+from amc_tf.converters.convert import ConvertOptions, convert
 from amc_tf.services.layerdiff.subject import open_checkpoint, random_inputs, run_diff
-from converters.tf_builder import build
+from amc_tf.converters.tf_builder import build
 
 TOL = 1e-4
 

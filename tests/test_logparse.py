@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from amc_tf.cli import main
 from bench_helpers import FIXTURES, current_log, log_2018, prefixed
-from benchmarks.logparse import parse_file, parse_text
+from amc_tf.benchmarks.logparse import parse_file, parse_text
 
 PREFIXES = ["none", "info", "info_file", "logcat", "logcat_brief", "crlf"]
 

@@ -14,9 +14,9 @@ from onnx_helpers import helper, insert_after, op_types, torch_export
 
 from amc_tf.core import onnx_reference, torch_models
 from amc_tf.cli import main
-from converters.convert import ConvertOptions, convert
-from converters.frontends import load
-from converters.tf_builder import build
+from amc_tf.converters.convert import ConvertOptions, convert
+from amc_tf.converters.frontends import load
+from amc_tf.converters.tf_builder import build
 
 
 def run_cli(*args):
@@ -93,7 +93,7 @@ def test_cli_converts_onnx_with_onnxruntime_reference(v1_onnx, tmp_path):
     assert report["verification"]["passed"] is True
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["model.tflite", "report.json", "saved_model", "slim"]
 
-    from converters.exporters import run_tflite
+    from amc_tf.converters.exporters import run_tflite
 
     x = np.random.default_rng(1).standard_normal((2, 96, 96, 3)).astype(np.float32)
     _assert_parity("tflite", run_tflite(tmp_path / "o" / "model.tflite", x), torch_models.logits(model, x))

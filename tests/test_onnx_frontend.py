@@ -13,11 +13,11 @@ import pytest
 from onnx_helpers import const, helper, last_feature, op_types, replace_head, torch_export
 
 from amc_tf.core import onnx_reference, torch_models
-from converters.exporters import run_tflite, tflite_bytes
-from converters.frontends import load
-from converters.onnx_exporter import onnx_model
-from converters.onnx_frontend import load_onnx
-from converters.tf_builder import build
+from amc_tf.converters.exporters import run_tflite, tflite_bytes
+from amc_tf.converters.frontends import load
+from amc_tf.converters.onnx_exporter import onnx_model
+from amc_tf.converters.onnx_frontend import load_onnx
+from amc_tf.converters.tf_builder import build
 
 # (profile, layout, input size): every profile of tests/test_convert_parity.py's matrix
 PROFILES = [
@@ -188,7 +188,7 @@ def test_relu6_clip_variants(style, exported, tmp_path):
 
 
 def load_onnx_spec(model):
-    from converters.onnx_frontend import infer_onnx_network
+    from amc_tf.converters.onnx_frontend import infer_onnx_network
 
     return infer_onnx_network(model).spec
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.quantize import QuantizeError, QuantizeRequest
+from amc_tf.converters.quantize import QuantizeError, QuantizeRequest
 
 SIZE = 48
 PROFILES = ("odd-v1", "odd-v2")
@@ -16,9 +16,9 @@ PROFILES = ("odd-v1", "odd-v2")
 @pytest.fixture(scope="module")
 def built(make_checkpoint):
     """{profile: (built model, fp32 tflite bytes, calibration batch, test batch)}."""
-    from converters.exporters import tflite_bytes
-    from converters.frontends import load
-    from converters.tf_builder import build
+    from amc_tf.converters.exporters import tflite_bytes
+    from amc_tf.converters.frontends import load
+    from amc_tf.converters.tf_builder import build
 
     out = {}
     for i, profile in enumerate(PROFILES):
@@ -35,7 +35,7 @@ _CACHE: dict = {}
 
 
 def _quantized(built, profile, mode, io="float32"):
-    from converters.quantize import quantized_tflite_bytes
+    from amc_tf.converters.quantize import quantized_tflite_bytes
 
     key = (profile, mode, io)
     if key not in _CACHE:
@@ -62,8 +62,8 @@ def _interp(path):
 def test_mode_types_size_and_logits(built, tmp_path, profile, mode):
     from amc_tf.core.agreement import agreement
     from amc_tf.core.tflite_io import TFLiteModel
-    from converters.exporters import tflite_op_histogram
-    from converters.tflite_inspect import io_details, tensor_dtypes, weight_quantization
+    from amc_tf.converters.exporters import tflite_op_histogram
+    from amc_tf.converters.tflite_inspect import io_details, tensor_dtypes, weight_quantization
 
     _, fp32, _, test = built[profile]
     q = _write(tmp_path, "q.tflite", _quantized(built, profile, mode))
@@ -108,7 +108,7 @@ def test_int8_integer_io_matches_float_io(built, tmp_path, profile, io):
     """An integer-io model takes the normalised image quantized with its input's scale and
     zero point; fed that way (amc_tf.core.tflite_io) it computes what the float-io model computes."""
     from amc_tf.core.tflite_io import TFLiteModel
-    from converters.tflite_inspect import io_details
+    from amc_tf.converters.tflite_inspect import io_details
 
     _, _, _, test = built[profile]
     qi = _write(tmp_path, "qi.tflite", _quantized(built, profile, "int8", io))
@@ -157,7 +157,7 @@ def test_request_refusals(mode, io, message):
 
 
 def test_int8_without_calibration_batches_is_refused(built):
-    from converters.quantize import quantized_tflite_bytes
+    from amc_tf.converters.quantize import quantized_tflite_bytes
 
     with pytest.raises(QuantizeError, match="int8 needs calibration"):
         quantized_tflite_bytes(built["odd-v1"][0], QuantizeRequest("int8"))

@@ -39,9 +39,9 @@ def digits(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fp32_model(tmp_path_factory):
     """(built TF model, fp32 .tflite path) of the digits checkpoint."""
-    from converters.exporters import write_tflite
-    from converters.frontends import load
-    from converters.tf_builder import build
+    from amc_tf.converters.exporters import write_tflite
+    from amc_tf.converters.frontends import load
+    from amc_tf.converters.tf_builder import build
 
     model = build(load(CHECKPOINT, input_size=64)[0])
     path = tmp_path_factory.mktemp("fp32") / "fp32.tflite"
@@ -76,7 +76,7 @@ def test_trained_accuracy_per_mode(digits, fp32_model, tmp_path, mode):
     from amc_tf.core.agreement import accuracy, agreement
     from amc_tf.core.preprocess import Preprocessing
     from amc_tf.core.tflite_io import TFLiteModel
-    from converters.quantize import QuantizeRequest, quantized_tflite_bytes
+    from amc_tf.converters.quantize import QuantizeRequest, quantized_tflite_bytes
 
     calib, test = digits
     model, fp32_path = fp32_model

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench_helpers import install_fake
-from benchmarks.protocol import PIXEL1, Protocol, ProtocolError
+from amc_tf.benchmarks.protocol import PIXEL1, Protocol, ProtocolError
 
 AMC = Path(sys.executable).parent / "amc-tf"
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from amc_tf.cli import main
 from bench_helpers import FIXTURES, write_runs
-from benchmarks.summary import summarize_dir
+from amc_tf.benchmarks.summary import summarize_dir
 
 PIXEL1 = FIXTURES / "pixel1-logs"
 

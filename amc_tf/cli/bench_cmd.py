@@ -22,7 +22,7 @@ def _progress(msg: str) -> None:
 
 
 def _protocol(**kw):
-    from benchmarks.protocol import Protocol, ProtocolError
+    from amc_tf.benchmarks.protocol import Protocol, ProtocolError
 
     try:
         return Protocol(**kw)
@@ -55,7 +55,7 @@ def default_name(model: str) -> str:
 
 
 def _names(models: tuple[str, ...], name: str | None) -> list[str]:
-    from benchmarks.runlog import check_name
+    from amc_tf.benchmarks.runlog import check_name
 
     if name is not None and len(models) != 1:
         raise AmcError("--name needs exactly one MODEL (the default name is each model's file stem)")
@@ -112,7 +112,7 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
     200 timed invocations, 3 runs). MODEL is a .tflite or a conversion OUTDIR (its
     model.tflite, logged under the folder's name). Each run leaves LOGDIR/<name>_run<k>.txt
     in benchmark_model's format; the summary is the mean of the runs' averages."""
-    from benchmarks.runlog import check_model, claim_logdir, existing_logs
+    from amc_tf.benchmarks.runlog import check_model, claim_logdir, existing_logs
 
     say = (lambda _msg: None) if quiet else _progress
     protocol = _protocol(warmup=warmup, runs=runs, repeats=repeats, threads=threads, delegate=delegate,
@@ -137,7 +137,7 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
                        f"({', '.join(names)}) nor has logs in {logdir}")
 
     if target == "local":
-        from benchmarks.local import bench_local, check_binary
+        from amc_tf.benchmarks.local import bench_local, check_binary
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
         with claim_logdir(logdir, names, force, staged=True):  # old logs replaced only once the runs are done
@@ -146,7 +146,7 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
         log_names = names
         lost: list[str] = []
     else:
-        from benchmarks.android import bench_android
+        from amc_tf.benchmarks.android import bench_android
 
         outcome = bench_android(list(zip(names, paths)), protocol, logdir, serials=list(serials),
                                 binary=Path(benchmark_binary), adb=adb_path, cleanup=cleanup, force=force,
@@ -158,7 +158,7 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
 
 
 def _report(logdir: Path, log_names: list[str], records, baseline, as_json, errors: list[str]):
-    from benchmarks.summary import summarize_dir, to_json, to_text
+    from amc_tf.benchmarks.summary import summarize_dir, to_json, to_text
 
     names = list(log_names)
     models = summarize_dir(logdir, baseline=baseline, names=names)
@@ -183,7 +183,7 @@ def logs():
 @click.option("--json", "as_json", is_flag=True, help="emit the parsed fields as JSON")
 def parse(file, as_json):
     """Parse one benchmark_model log. Exit 3 when the log holds no result or a failure."""
-    from benchmarks.logparse import parse_file
+    from amc_tf.benchmarks.logparse import parse_file
 
     p = Path(file)
     if not p.is_file():
@@ -200,7 +200,7 @@ def parse(file, as_json):
 
 def _check_text(p: Path) -> None:
     """Refuse a file that cannot be a log (binary, or over the size limit) as bad input, before parsing."""
-    from benchmarks.logparse import read_log
+    from amc_tf.benchmarks.logparse import read_log
 
     read_log(p)
 
@@ -240,7 +240,7 @@ def summarize(logdir, as_json, as_csv, as_md, baseline):
     headline), std across runs, min/median/max, optional ratio to a baseline.
     Exit 3 when a run failed, holds no result, or is missing. A file that cannot be a
     benchmark_model log (binary, or over 64 MiB) is refused: exit 2 naming it, nothing summarised."""
-    from benchmarks.summary import summarize_dir, to_csv, to_json, to_markdown, to_text
+    from amc_tf.benchmarks.summary import summarize_dir, to_csv, to_json, to_markdown, to_text
 
     if sum([as_json, as_csv, as_md]) > 1:
         raise AmcError("choose one of --json, --csv, --markdown")

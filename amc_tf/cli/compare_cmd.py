@@ -80,7 +80,7 @@ def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_laten
     cands = cmp.open_candidates(outdirs)
     protocol = None
     if not no_latency:
-        from benchmarks.protocol import Protocol, ProtocolError
+        from amc_tf.benchmarks.protocol import Protocol, ProtocolError
 
         try:
             protocol = Protocol(warmup=warmup, runs=runs, repeats=repeats, threads=threads)
@@ -91,7 +91,7 @@ def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_laten
     for row, extra in zip(rows, cmp.measure_agreement(cands, images, say)):
         row.update(extra)
     if protocol is not None:
-        from benchmarks.runlog import claim_logdir
+        from amc_tf.benchmarks.runlog import claim_logdir
 
         with tempfile.TemporaryDirectory(prefix="amc-tf-compare-") as tmp:
             logs = Path(logdir) if logdir else Path(tmp)

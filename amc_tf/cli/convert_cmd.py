@@ -62,8 +62,8 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
       amc-tf convert CHECKPOINT -o OUTDIR --export onnx --onnx-layout nhwc
       amc-tf convert CHECKPOINT -o OUTDIR --quantize int8 --calibration calib/ --io uint8
     """
-    from converters.convert import ConvertOptions
-    from converters.convert import convert as run
+    from amc_tf.converters.convert import ConvertOptions
+    from amc_tf.converters.convert import convert as run
 
     if onnx_layout and "onnx" not in exports:
         raise AmcError("--onnx-layout needs --export onnx")
@@ -124,7 +124,7 @@ def profile(checkpoint, profile, input_size, as_json):
     if checkpoint is None and profile is None:
         raise AmcError("give a CHECKPOINT or --profile NAME")
     if checkpoint is not None:
-        from converters.frontends import load
+        from amc_tf.converters.frontends import load
 
         spec = load(checkpoint, input_size=input_size)[0].spec
         if profile:

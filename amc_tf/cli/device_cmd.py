@@ -44,9 +44,9 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
-    from benchmarks.adbemu.auth import load_keys
-    from benchmarks.adbemu.device import EmulatedDevice
-    from benchmarks.adbemu.sandbox import Sandbox, check_root, default_props, parse_props
+    from amc_tf.benchmarks.adbemu.auth import load_keys
+    from amc_tf.benchmarks.adbemu.device import EmulatedDevice
+    from amc_tf.benchmarks.adbemu.sandbox import Sandbox, check_root, default_props, parse_props
 
     check_root(root)
     keys = None
@@ -109,8 +109,8 @@ def benchmark_binary(out, force):
     """Write OUT: a benchmark_model for the emulated device (a sh script running the model
     through this project's LiteRT runner on the host, printing benchmark_model's log).
     Push it with `amc-tf bench --target adb --benchmark-binary OUT`."""
-    from benchmarks.adbemu.host_benchmark_model import wrapper_script
-    from benchmarks.runlog import atomic_write
+    from amc_tf.benchmarks.adbemu.host_benchmark_model import wrapper_script
+    from amc_tf.benchmarks.runlog import atomic_write
 
     path = Path(out)
     if path.exists() and not force:

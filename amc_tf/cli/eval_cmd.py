@@ -218,7 +218,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
             outdir = target
             checkpoint, missing = read_outdir(target).pytorch_checkpoint()
         else:
-            from converters.convert import ConvertOptions, convert
+            from amc_tf.converters.convert import ConvertOptions, convert
 
             outdir, checkpoint = os.path.join(tmp, "out"), target
             convert(target, outdir, ConvertOptions(input_size=input_size, verify=False,

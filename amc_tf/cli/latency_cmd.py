@@ -94,8 +94,8 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
     """Time each layer kind of MobileNetV1/V2 alone over a grid of channel counts and write the
     LUT. Resumable: an interrupted build keeps OUTPUT.partial.json and the same command goes
     on from there."""
-    from benchmarks.latency_build import build_lut, parse_families
-    from benchmarks.latency_timers import make_timer
+    from amc_tf.benchmarks.latency_build import build_lut, parse_families
+    from amc_tf.benchmarks.latency_timers import make_timer
 
     families = parse_families(family)
     out = Path(output)
@@ -160,7 +160,7 @@ def _spec_of(model: str | None, profile: str | None, input_size: int | None, def
         if input_size is not None:
             raise AmcError("--input-size applies to a checkpoint or --profile; an OUTDIR records its own")
         return read_outdir(model).spec, model
-    from converters.frontends import load
+    from amc_tf.converters.frontends import load
 
     network, _ = load(model, input_size=input_size or default_size)
     return network.spec, model
@@ -227,13 +227,13 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
             ignore_fingerprint, as_json, plot, force, quiet):
     """Predict the latency of MODEL (a checkpoint or a convert OUTDIR) or of --profile NAME,
     layer by layer, from a LUT built on the same target."""
-    from benchmarks.latency_lut import load_lut
+    from amc_tf.benchmarks.latency_lut import load_lut
 
     if plot is not None:
         _check_plot(plot, force)
     lut = load_lut(lut_path)
     if not ignore_fingerprint:
-        from benchmarks.latency_timers import current_fingerprint
+        from amc_tf.benchmarks.latency_timers import current_fingerprint
 
         why = lut.fingerprint_mismatch(current_fingerprint(target, threads, benchmark_binary, serial, adb_path))
         if why:
@@ -245,7 +245,7 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
         spec, label = _spec_of(model, profile, input_size, lut.input_size)
     result = lut.predict_layers(spec)
     if plot is not None:
-        from benchmarks.latency_plot import write_plot
+        from amc_tf.benchmarks.latency_plot import write_plot
 
         write_plot(result, plot, f"{label} ({spec.family})")
     if as_json:

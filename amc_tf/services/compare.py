@@ -133,7 +133,7 @@ def measure_agreement(cands: list[Candidate], images: Images, progress: Callable
 def measure_latency(cands: list[Candidate], protocol, logdir: Path, progress: Callable[[str], None]) -> list[dict]:
     """Each model.tflite through `benchmarks.local.bench_local` (logs in LOGDIR); the
     headline is the mean of the runs' averages, as `amc-tf bench` reports it."""
-    from benchmarks.local import bench_local
+    from amc_tf.benchmarks.local import bench_local
 
     rows = []
     for c in cands:

@@ -83,7 +83,7 @@ def open_model(path: str, backend: str = "auto", *, threads: int = 1, input_size
 
 def _open_torch(path: str, *, threads: int, input_size: int | None) -> Backend:
     from amc_tf.core import torch_reference
-    from converters.frontends import load
+    from amc_tf.converters.frontends import load
 
     if not torch_reference.torch_available():
         raise ModelError(f"{path} is a PyTorch checkpoint: evaluating it needs torch (pip install torch)")

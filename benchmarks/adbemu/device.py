@@ -15,8 +15,8 @@ import subprocess
 import threading
 from typing import Callable
 
-from benchmarks.adbemu import auth, services, wire
-from benchmarks.adbemu.sandbox import Sandbox
+from amc_tf.benchmarks.adbemu import auth, services, wire
+from amc_tf.benchmarks.adbemu.sandbox import Sandbox
 
 STATES = ("device", "unauthorized", "offline")
 FEATURES = ["shell_v2", "cmd", "fixed_push_mkdir"]
@@ -210,7 +210,7 @@ class EmulatedDevice:
         self.sandbox, self.state, self.shell_v2 = sandbox, state, shell_v2
         self.auth_keys = [] if state == "unauthorized" else adb_keys
         self.say = say or (lambda _m: None)
-        from benchmarks.adbemu.reaper import ProcessGroups
+        from amc_tf.benchmarks.adbemu.reaper import ProcessGroups
 
         self.procs: set[subprocess.Popen] = ProcessGroups()  # they die with the emulator, even on SIGKILL
         self.conns: list[Connection] = []

@@ -27,7 +27,7 @@ def _flags(argv: list[str]) -> dict[str, str]:
 def main(argv: list[str]) -> int:
     try:
         flags = _flags(argv)
-        from benchmarks.protocol import Protocol
+        from amc_tf.benchmarks.protocol import Protocol
 
         if flags.get("use_gpu") == "true" or flags.get("use_nnapi") == "true":
             raise ValueError("the emulated device has neither a GPU nor an NNAPI delegate")
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         protocol = Protocol(warmup=int(flags.get("warmup_runs", "1")), runs=int(flags.get("num_runs", "50")),
                             repeats=1, threads=max(1, int(flags.get("num_threads", "1"))),
                             delegate="none" if flags.get("use_xnnpack") == "false" else "xnnpack")
-        from benchmarks.local import run_inprocess
+        from amc_tf.benchmarks.local import run_inprocess
 
         text = run_inprocess(graph, protocol)
     except Exception as exc:  # the real tool's failure shape: a message, then the marker line
@@ -53,7 +53,7 @@ def wrapper_script(python: str) -> str:
     import shlex
 
     return ("#!/bin/sh\n# amc-tf emulated device's benchmark_model (host LiteRT)\n"
-            f"exec {shlex.quote(python)} -m benchmarks.adbemu.host_benchmark_model \"$@\"\n")
+            f"exec {shlex.quote(python)} -m amc_tf.benchmarks.adbemu.host_benchmark_model \"$@\"\n")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import stat
 import subprocess
 import threading
 
-from benchmarks.adbemu import wire
-from benchmarks.adbemu.sandbox import Sandbox
+from amc_tf.benchmarks.adbemu import wire
+from amc_tf.benchmarks.adbemu.sandbox import Sandbox
 
 
 def _exit_code(rc: int) -> int:

@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from converters.convert import ConvertOptions, convert
+    from amc_tf.converters.convert import ConvertOptions, convert
 
     tmp = Path(tempfile.mkdtemp(prefix="amc-perf-"))
     try:

@@ -67,7 +67,7 @@ def main() -> None:
         sys.exit(f"needs {SAMPLE}")
     from amc_tf.core import torch_models
     from amc_tf.core.profiles import profile_spec
-    from converters.convert import ConvertOptions, convert
+    from amc_tf.converters.convert import ConvertOptions, convert
 
     tmp = Path(tempfile.mkdtemp(prefix="amc-tf-perf-eval-"))
     try:

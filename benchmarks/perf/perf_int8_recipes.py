@@ -98,8 +98,8 @@ def folds(n_images: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def quantized(model, method: str, calib: np.ndarray | None) -> bytes:
-    from converters.int8_recipe import RecipeOptions, accurate_int8
-    from converters.quantize import QuantizeRequest, quantize
+    from amc_tf.converters.int8_recipe import RecipeOptions, accurate_int8
+    from amc_tf.converters.quantize import QuantizeRequest, quantize
 
     mode, opts = METHODS[method]
     if mode != "int8":
@@ -113,7 +113,7 @@ def quantized(model, method: str, calib: np.ndarray | None) -> bytes:
 
 def latencies(paths: dict[str, Path], warmup: int, runs: int, rounds: int) -> dict[str, float]:
     """Median ms per invoke of each model: `rounds` rounds, models interleaved in each."""
-    from benchmarks.local import make_interpreter
+    from amc_tf.benchmarks.local import make_interpreter
 
     interps = {}
     for name, path in paths.items():
@@ -158,8 +158,8 @@ def main() -> int:
     from amc_tf.core import calibration
     from amc_tf.core.outdir import read_outdir
     from amc_tf.core.preprocess import Preprocessing
-    from converters.exporters import run_tflite
-    from converters.tf_builder import build
+    from amc_tf.converters.exporters import run_tflite
+    from amc_tf.converters.tf_builder import build
 
     with tempfile.TemporaryDirectory(prefix="amc-int8-recipes-") as tmp:
         tmp = Path(tmp)

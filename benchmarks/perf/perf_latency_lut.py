@@ -34,9 +34,9 @@ import numpy as np  # noqa: E402
 from amc_tf.core.flops import count  # noqa: E402
 from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks  # noqa: E402
 from amc_tf.core.profiles import PROFILE_NAMES, profile_spec  # noqa: E402
-from benchmarks.latency_build import build_lut, random_pruning  # noqa: E402
-from benchmarks.latency_lut import load_lut  # noqa: E402
-from benchmarks.latency_timers import LocalTimer, network_tflite  # noqa: E402
+from amc_tf.benchmarks.latency_build import build_lut, random_pruning  # noqa: E402
+from amc_tf.benchmarks.latency_lut import load_lut  # noqa: E402
+from amc_tf.benchmarks.latency_timers import LocalTimer, network_tflite  # noqa: E402
 
 EVAL_SEEDS = (1, 2, 3)  # calibration uses 101, 202
 
@@ -72,8 +72,8 @@ def eval_models(n_odd: int) -> list[tuple[str, NetSpec]]:
 
 
 def measure(specs, args, workdir: Path) -> dict[str, dict]:
-    from benchmarks.local import bench_local
-    from benchmarks.protocol import Protocol
+    from amc_tf.benchmarks.local import bench_local
+    from amc_tf.benchmarks.protocol import Protocol
 
     protocol = Protocol(warmup=args.warmup, runs=args.runs, repeats=args.repeats, threads=1)
     results, paths = {}, {}

@@ -52,9 +52,9 @@ def main() -> None:
 
     from amc_tf.core import torch_models
     from amc_tf.core.profiles import profile_spec
-    from converters.exporters import tflite_bytes
-    from converters.frontends import load
-    from converters.tf_builder import build
+    from amc_tf.converters.exporters import tflite_bytes
+    from amc_tf.converters.frontends import load
+    from amc_tf.converters.tf_builder import build
 
     tmp = Path(tempfile.mkdtemp(prefix="amc-perf-onnx-"))
     try:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.local import _fill_inputs, make_interpreter, run_inprocess  # noqa: E402
-from benchmarks.logparse import parse_text  # noqa: E402
-from benchmarks.protocol import Protocol  # noqa: E402
+from amc_tf.benchmarks.local import _fill_inputs, make_interpreter, run_inprocess  # noqa: E402
+from amc_tf.benchmarks.logparse import parse_text  # noqa: E402
+from amc_tf.benchmarks.protocol import Protocol  # noqa: E402
 
 
 def build_model(path: Path) -> Path:

@@ -28,7 +28,7 @@ def main() -> None:
     from amc_tf.services.evaluate import evaluate, open_model
     from amc_tf.core.preprocess import Preprocessing, pil_load_crop, tf_crop, tf_decode
     from amc_tf.core.profiles import profile_spec
-    from converters.convert import ConvertOptions, convert
+    from amc_tf.converters.convert import ConvertOptions, convert
 
     prep = Preprocessing()
     diffs = []

@@ -40,7 +40,7 @@ class Subject:
     @property
     def model(self):
         if self._model is None:
-            from converters.tf_builder import build
+            from amc_tf.converters.tf_builder import build
 
             self._model = build(self.network)
         return self._model
@@ -67,7 +67,7 @@ class Subject:
         if runtime == "tf":
             return taps.tf_taps(self.model, x, self.op_names, label)
         if self.tflite is None:
-            from converters.exporters import tflite_bytes
+            from amc_tf.converters.exporters import tflite_bytes
 
             self.tflite = tflite_bytes(self.model)
         return taps.tflite_taps(self.tflite, self.network.spec, self.op_names, x, label)
@@ -80,7 +80,7 @@ def _torch_missing() -> str | None:
 
 
 def open_checkpoint(path: str, *, activation=None, bn_eps: float = 1e-5, input_size: int = 224) -> Subject:
-    from converters.frontends import load
+    from amc_tf.converters.frontends import load
 
     network, sd = load(path, activation=activation, bn_eps=bn_eps, input_size=input_size)
     missing = _torch_missing()
@@ -100,7 +100,7 @@ def open_outdir(path: str) -> Subject:
     if subject.torch_missing is None:
         src, subject.torch_missing = out.pytorch_checkpoint()
     if subject.torch_missing is None:
-        from converters.frontends import load
+        from amc_tf.converters.frontends import load
 
         spec = network.spec
         ckpt_network, sd = load(src, activation=spec.activation, bn_eps=spec.bn_eps, input_size=spec.input_size)
