@@ -1,4 +1,4 @@
-"""Audit fix (b) 6: adb control calls time out. ANDROID_ADB_SERVER_PORT pointing at a socket
+"""Adb control calls time out. ANDROID_ADB_SERVER_PORT pointing at a socket
 that accepts and stays silent, or at the emulated device's own port, makes `bench --target adb`
 stop with one line naming the port (exit 2), not hang. The control timeout (60 s) is shortened
 to 3 s in the subprocess so the test is quick; adb itself is the real one."""

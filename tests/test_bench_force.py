@@ -1,4 +1,4 @@
-"""Audit fix (b) 17: `bench --force` replaces old logs only once the new runs have finished:
+"""`bench --force` replaces old logs only once the new runs have finished:
 a SIGINT during the new run 1 leaves the earlier complete logs exactly as they were (and no
 staging folder); an interrupted or refused first bench into a new logdir leaves no empty folder."""
 

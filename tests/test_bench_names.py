@@ -1,4 +1,4 @@
-"""Audit fixes (b): odd `bench --name` values are refused (one line, exit 2, nothing
+"""Odd `bench --name` values are refused (one line, exit 2, nothing
 written); `device emulate` takes -q as well as --quiet."""
 
 from __future__ import annotations

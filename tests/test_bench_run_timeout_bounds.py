@@ -1,4 +1,4 @@
-"""Audit fix (b) 3: a huge run timeout, given or derived, no longer overflows poll().
+"""A huge run timeout, given or derived, no longer overflows poll().
 A --run-timeout above 7 days is refused before any work (one line, exit 2, no logdir);
 a derived one (huge --warmup/--runs) is clamped to 7 days."""
 

@@ -1,6 +1,7 @@
-"""A new user's first hour (issue 12), each case run as the user runs it: the real
-`amc-tf` in a subprocess, checking exit codes, stderr line by line, what is left on disk
-and which modules were imported."""
+"""What every command shares, run as a user runs it: quiet progress, skipped files named,
+numbers and output places checked before any work, no TensorFlow import where none is needed,
+and OUTDIRs that never collide. The real `amc-tf` in a subprocess, checking exit codes, stderr
+line by line, what is left on disk and which modules were imported."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def tiny(tmp_path_factory):
     """A tiny 1000-class MobileNetV1 (32x32): checkpoint and conversion OUTDIR, converted with -q."""
     from amc_tf.core import torch_models
 
-    root = tmp_path_factory.mktemp("first-hour")
+    root = tmp_path_factory.mktemp("common")
     ckpt = root / "tiny.pth.tar"
     torch_models.save(torch_models.randomize(torch_models.build(tiny_spec(), "amc"), 5), ckpt)
     res = run("convert", ckpt, "-o", root / "out", "--input-size", 32, "-q")

@@ -1,4 +1,4 @@
-"""Fix c (audit 19): `compare` validates every input before any work: a corrupt second OUTDIR's
+"""`compare` validates every input before any work: a corrupt second OUTDIR's
 model is refused before the first model runs, and an empty --images folder is named as --images."""
 
 from __future__ import annotations

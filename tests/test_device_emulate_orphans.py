@@ -1,4 +1,4 @@
-"""Audit fix (b) 14: what a shell session started on the emulated device (and what that
+"""What a shell session started on the emulated device (and what that
 started in turn) dies with the emulator, even when the emulator is SIGKILLed."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit fix (b) 7: the real adb server reconnects by itself to an emulated device that was
+"""The real adb server reconnects by itself to an emulated device that was
 restarted on the same port (its reconnect CNXN carries checksum 0, which the device accepts)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit fix (b) 12: `device emulate --root` refuses /, an empty value, a system directory
+"""`device emulate --root` refuses /, an empty value, a system directory
 and a folder holding other things (one line, exit 2, nothing created); it accepts a new or
 empty folder and an earlier emulator root (marker file)."""
 

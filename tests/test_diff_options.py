@@ -1,4 +1,4 @@
-"""Fix c (audit 16): `diff --tolerance` must be a finite number >= 0, refused by click before any work."""
+"""`diff --tolerance` must be a finite number >= 0, refused by click before any work."""
 
 from __future__ import annotations
 

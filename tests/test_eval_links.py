@@ -1,4 +1,4 @@
-"""Fix c (audit 23): symlink loops and links to devices in --data are skipped and named (never
+"""Symlink loops and links to devices in --data are skipped and named (never
 abort the eval, never silently left out), and --save-logits in a folder where no file can be
 created (/sys) is refused before any work."""
 

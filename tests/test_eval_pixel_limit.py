@@ -1,4 +1,4 @@
-"""Fix c (audit 11): `eval --preprocess tf` applies the pil path's pixel limit (PIL's
+"""`eval --preprocess tf` applies the pil path's pixel limit (PIL's
 decompression-bomb rule, from the header, before decoding): both paths skip and name the same file."""
 
 from __future__ import annotations

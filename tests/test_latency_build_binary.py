@@ -1,4 +1,4 @@
-"""Audit fix (item 4): `latency build --benchmark-binary` resolves the binary as `bench` does
+"""`latency build --benchmark-binary` resolves the binary as `bench` does
 (a name with a `/` is a path, `./bm` included; a bare name is looked up on PATH) and refuses a
 bad one before any work: no partial file, nothing timed."""
 

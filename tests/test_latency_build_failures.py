@@ -1,4 +1,4 @@
-"""Audit fixes (items 2, 5, 9): how `latency build` ends when it cannot finish.
+"""How `latency build` ends when it cannot finish.
 
 * a device lost mid-build: exit 3, one `error:` line that names the kept partial file (item 2);
 * a hanging benchmark_model: each point is stopped after --run-timeout (default derived as

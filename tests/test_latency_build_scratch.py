@@ -1,4 +1,4 @@
-"""Audit fix (item 20): `latency build`'s scratch directory lives beside the output, named
+"""`latency build`'s scratch directory lives beside the output, named
 after its process (converters/staging.py, as convert's staging dir), so one left by a build
 killed with SIGKILL is removed by the next build; nothing goes to /tmp."""
 

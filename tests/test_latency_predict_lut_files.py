@@ -1,4 +1,4 @@
-"""Audit fix (item 8): a corrupt LUT file is refused on load with one `error: LUT: ...` line
+"""A corrupt LUT file is refused on load with one `error: LUT: ...` line
 and exit 2 (never exit 70, never a nan prediction)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit fix (item 18): `latency predict --plot` refuses an empty name, a name without .png,
+"""`latency predict --plot` refuses an empty name, a name without .png,
 a non-regular target even with --force, names the user's path (not a temp file) when it
 cannot write, and writes the PNG with the umask's permissions."""
 

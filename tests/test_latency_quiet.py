@@ -1,4 +1,4 @@
-"""Audit fix (item 21): `latency predict` and `latency build` accept -q like other commands."""
+"""`latency predict` and `latency build` accept -q like other commands."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fix c (audit 10): one size limit (64 MiB) and the binary check on every log `logs parse`
+"""One size limit (64 MiB) and the binary check on every log `logs parse`
 and `logs summarize` read; summarize refuses (exit 2) naming the file."""
 
 from __future__ import annotations

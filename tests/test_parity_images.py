@@ -1,4 +1,4 @@
-"""Fix c: `parity --images` with unreadable files: one `error:` line (exit 2) naming them when
+"""`parity --images` with unreadable files: one `error:` line (exit 2) naming them when
 none can be read, the true image count, and a skipped file named (not fatal) otherwise."""
 
 from __future__ import annotations

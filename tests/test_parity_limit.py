@@ -1,4 +1,4 @@
-"""Fix c (audit 15): `parity --n` is bounded (1..10000), refused before any work."""
+"""`parity --n` is bounded (1..10000), refused before any work."""
 
 from __future__ import annotations
 
