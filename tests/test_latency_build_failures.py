@@ -1,10 +1,10 @@
 """How `latency build` ends when it cannot finish.
 
-* a device lost mid-build: exit 3, one `error:` line that names the kept partial file (item 2);
+* a device lost mid-build: exit 3, one `error:` line that names the kept partial file;
 * a hanging benchmark_model: each point is stopped after --run-timeout (default derived as
-  `bench`'s), exit 3, one line, the points so far kept (item 5);
+  `bench`'s), exit 3, one line, the points so far kept;
 * a corrupt partial file: refused with one line (delete it or --force), never exit 70; the
-  "kept in" hint only when points were really measured and kept (item 9).
+  "kept in" hint only when points were really measured and kept.
 Real subprocesses through the project's stand-ins (tests/fakes: adb, benchmark_model)."""
 
 from __future__ import annotations
