@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/perf/perf_convert.py
+	$(PY) benchmarks/perf/perf_convert_vs_litert_torch.py
 	$(PY) benchmarks/perf/perf_runner_overhead.py
 	$(PY) benchmarks/perf/perf_onnx.py
 	$(PY) benchmarks/perf/perf_quantize.py

@@ -1,5 +1,5 @@
 """`python -m amc_tf`: the same as the `amc-tf` command."""
 
-from amc_tf.cli import main
+from amc_tf.cli.app import run
 
-main(prog_name="amc-tf")
+run(prog_name="amc-tf")

@@ -169,8 +169,12 @@ def _start_reference(checkpoint, network: Network, options: ConvertOptions) -> _
 
 
 def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: ConvertOptions = ConvertOptions(),
-            progress: Progress = lambda msg: None) -> dict:
-    """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}."""
+            progress: Progress = lambda msg: None, startup_s: float | None = None) -> dict:
+    """Convert `checkpoint` into OUTDIR/{model.tflite, saved_model/, slim/, report.json}.
+
+    report.json's `timings_s` accounts for every second: `startup_s` (the CLI passes the
+    process's age when the command began: interpreter, amc-tf and click), each stage, and
+    `other` (what no stage claims), summing to `total`."""
     outdir = Path(outdir)
     check_output_path(checkpoint, outdir)
     if (outdir.exists() or outdir.is_symlink()) and not _empty_dir(outdir):
@@ -183,6 +187,8 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
         check_options(options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if startup_s is not None:
+        timings["startup"] = startup_s
 
     progress(f"reading {checkpoint}")
     from amc_tf.converters.frontends import load
@@ -199,13 +205,23 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     tmp = make_staging_dir(outdir)
     reference = None
     try:
+        t = time.perf_counter()
         reference = _start_reference(checkpoint, network, options) if options.verify else None
+        timings["reference_start"] = time.perf_counter() - t
+        # the reference worker imports torch on the other core meanwhile
+        progress("starting TensorFlow")
+        t = time.perf_counter()
+        from amc_tf.core.tf_startup import timed_import_tensorflow
+
+        timed_import_tensorflow()
+        timings["import_tensorflow"] = time.perf_counter() - t
         report = _export(network, reference, tmp, options, timings, progress)
+        t = time.perf_counter()
         report["source"].update({"sha256": sha256_file(checkpoint), "bytes": os.path.getsize(checkpoint)})
         if options.profile:
             report["network"]["profile"] = options.profile
-        timings["total"] = time.perf_counter() - t0
-        report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        timings["write"] = time.perf_counter() - t
+        report["timings_s"] = _account(timings, time.perf_counter() - t0)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _move_into_place(tmp, outdir)
     except BaseException:
@@ -252,6 +268,7 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
 
     runtimes, extra_artifacts = _extra_exports(model, tmp, options, timings, progress)
 
+    t = time.perf_counter()
     macs = count_macs(network.spec)
     report = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -270,10 +287,13 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
         },
         "tools": tool_versions(),
     }
+    timings["report"] = time.perf_counter() - t
     if options.verify:
-        t = time.perf_counter()
         progress("verifying " + ", ".join(["TF", "TFLite", *runtimes, *([reference.name] if reference else [])]))
+        t = time.perf_counter()
         ref = reference.result() if reference is not None else None
+        timings["reference_wait"] = time.perf_counter() - t
+        t = time.perf_counter()
         report["verification"] = verify(model, network, tflite_path, ref, options, runtimes)
         if reference is None and network.source.get("frontend") == "pytorch":
             report["verification"]["note"] = "torch is not installed: PyTorch was not compared"
@@ -287,6 +307,16 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
         report["artifacts"]["tflite"], report["quantization"] = export_quantized(model, network, tmp, options,
                                                                                  timings, progress)
     return report
+
+
+def _account(timings: dict, elapsed: float) -> dict:
+    """Rounded stage timings plus `other` (the rest of `elapsed`) and `total`, so that the
+    stages add up to the total (`startup`, when known, is part of it)."""
+    total = elapsed + timings.get("startup", 0.0)
+    out = {k: round(v, 3) for k, v in timings.items() if k != "total"}
+    out["other"] = round(max(0.0, total - sum(v for k, v in timings.items() if k != "total")), 3)
+    out["total"] = round(total, 3)
+    return out
 
 
 def _extra_exports(model, tmp: Path, options: ConvertOptions, timings: dict, progress: Progress):

@@ -54,12 +54,28 @@ def tflite_from_concrete(concrete, configure=None) -> bytes:
     absl_logger.setLevel(logging.ERROR)  # it warns that this (the fast) path wants a trackable object
     try:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        _skip_freezing_when_frozen(converter, concrete)
         if configure is not None:
             configure(converter)
         with silenced():  # the converter's C++ `fully_quantize: 0, ...` notice
             return converter.convert()
     finally:
         absl_logger.setLevel(level)
+
+
+def _skip_freezing_when_frozen(converter, concrete) -> None:
+    """The converter first "freezes" its function: it rewrites the whole graph to turn captured
+    variables into constants. Ours has its weights traced in as constants already (no resource
+    inputs), so that rewrite is a copy of the graph with nothing changed; it is skipped and the
+    graph handed over as it is (the flatbuffer is byte-identical: tests/test_exports.py)."""
+    inputs = list(concrete.inputs)
+    if any(t.dtype == tf.resource for t in inputs) or not hasattr(converter, "_freeze_concrete_function"):
+        return
+
+    def already_frozen():
+        return concrete.graph.as_graph_def(), inputs, list(concrete.outputs), concrete
+
+    converter._freeze_concrete_function = already_frozen  # noqa: SLF001 - see the docstring
 
 
 def write_tflite(model: SlimMobileNet, path: str | os.PathLike) -> int:

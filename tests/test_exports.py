@@ -136,3 +136,24 @@ def test_report_json(converted):
     # nothing else is left beside the output
     assert sorted(p.name for p in outdir.parent.iterdir()) == ["out"]
     assert sorted(p.name for p in outdir.iterdir()) == ["model.tflite", "report.json", "saved_model", "slim"]
+
+
+@pytest.mark.parametrize("profile", ["0.5flops", "v2-0.7flops"])
+def test_tflite_skipping_the_freeze_pass_gives_the_converters_own_bytes(profile, tmp_path):
+    """The weights are traced in as constants, so the converter's freeze pass is skipped
+    (converters/exporters.py): the flatbuffer must be the one the full converter writes."""
+    from amc_tf.core import torch_models
+    from amc_tf.core.profiles import profile_spec
+    from amc_tf.converters.exporters import tflite_bytes
+    from amc_tf.converters.frontends import load
+    from amc_tf.converters.tf_builder import build
+
+    path = tmp_path / "m.pth"
+    torch_models.save(torch_models.randomize(torch_models.build(profile_spec(profile)), 3), path)
+    network, _ = load(path, input_size=96)
+    model = build(network)
+    concrete = model.serving_function(batch=1, frozen=True).get_concrete_function()
+    full = tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+    ours = tflite_bytes(model)
+    assert len(ours) > 1_000_000
+    assert ours == full

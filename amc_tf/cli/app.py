@@ -156,9 +156,51 @@ def _set_debug(_ctx, _param, value):
 def main(verbose=False):
     """Convert channel-pruned PyTorch MobileNets to TF-slim / SavedModel / TFLite,
     benchmark them with the Pixel-1 protocol and prove accuracy parity."""
-    from amc_tf.core import quiet
+    from amc_tf.core import quiet, tf_startup
 
+    tf_startup.install()
     quiet.install(verbose)
+
+
+def run(args=None, prog_name: str = "amc-tf") -> None:
+    """The console script and `python -m amc_tf`: `main`, then a fast exit.
+
+    Once TensorFlow is loaded, a normal interpreter exit spends 1-4 s tearing down its C++
+    thread pools and modules. When the command is over and no non-daemon thread is left, the
+    atexit handlers run (temporary folders, multiprocessing children), the streams are flushed,
+    and the process ends with os._exit."""
+    from amc_tf.core import tf_startup
+
+    tf_startup.mark_cli_start()
+    try:
+        main(args=args, prog_name=prog_name)
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            _say(str(exc.code))
+            code = 1
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "tensorflow" not in sys.modules or others:
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # the reader of `amc-tf ... | head` left: as run_guarded says
+            code = code or 141
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
 
 
 def _register() -> None:

@@ -73,7 +73,9 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
                              verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports)),
                              onnx_layout=onnx_layout or "nchw", quantize=quantize, calibration=calibration,
                              calibration_size=calibration_size, io=io_type, int8_recipe=int8_recipe)
-    report = run(checkpoint, outdir, options, progress=_progress(quiet))
+    from amc_tf.core.tf_startup import startup_seconds
+
+    report = run(checkpoint, outdir, options, progress=_progress(quiet), startup_s=startup_seconds())
     for warning in report.get("quantization", {}).get("warnings", []):
         click.echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet
     if as_json:
