@@ -1,0 +1,199 @@
+"""Small .tflite files, valid or hostile, for the isolation and signature tests.
+
+Valid-but-odd models come from tiny `tf.function`s through the real `tf.lite.TFLiteConverter`;
+what the converter will not write (no outputs, CALL_ONCE subgraphs calling each other, a uint8
+ADD without quantization parameters) is written with LiteRT's own flatbuffer schema
+(`ai_edge_litert.schema_py_generated`'s object API), by editing a converted model or from
+scratch. Every maker returns the file's bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIZE, CLASSES = 8, 5  # the tiny classifier: [1, 8, 8, 3] float32 -> [1, 5]
+
+
+def _convert(fn, *specs) -> bytes:
+    import tensorflow as tf
+
+    concrete = tf.function(fn, autograph=False).get_concrete_function(*specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+
+
+def _image(size: int = SIZE, dtype=None):
+    import tensorflow as tf
+
+    return tf.TensorSpec([1, size, size, 3], dtype or tf.float32)
+
+
+def _logits(x, classes: int = CLASSES):
+    """A conv, a mean and a dense layer: enough ops to be a network, a few KB."""
+    import tensorflow as tf
+
+    w = tf.constant(np.random.default_rng(0).standard_normal((3, 3, 3, 4)).astype(np.float32))
+    d = tf.constant(np.random.default_rng(1).standard_normal((4, classes)).astype(np.float32))
+    y = tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME"))
+    return tf.matmul(tf.reduce_mean(y, axis=[1, 2]), d)
+
+
+def classifier() -> bytes:
+    """A valid image classifier: [1, 8, 8, 3] float32 -> [1, 5] float32."""
+    return _convert(_logits, _image())
+
+
+def no_inputs() -> bytes:
+    import tensorflow as tf
+
+    return _convert(lambda: _logits(tf.ones([1, SIZE, SIZE, 3])))
+
+
+def scalar_output() -> bytes:
+    import tensorflow as tf
+
+    return _convert(lambda x: tf.reduce_sum(_logits(x)), _image())
+
+
+def rank2_input() -> bytes:
+    import tensorflow as tf
+
+    return _convert(lambda x: _logits(tf.reshape(x, [1, 4, 4, 3])), tf.TensorSpec([1, 48], tf.float32))
+
+
+def huge_output() -> bytes:
+    """A [32768, 2, 2, 3] output: valid, and nothing like logits."""
+    import tensorflow as tf
+
+    return _convert(lambda x: tf.tile(x[:, :2, :2, :], [32768, 1, 1, 1]), _image())
+
+
+def fails_at_first_invoke() -> bytes:
+    """Loads and allocates, then every invoke fails: GATHER with an index past the logits."""
+    import tensorflow as tf
+
+    return _convert(lambda x: tf.gather(_logits(x), [0, 1, 2, 3, CLASSES + 7], axis=1), _image())
+
+
+def hangs_at_first_invoke() -> bytes:
+    """A classifier whose WHILE loop never ends (x > -1 stays true, even at +inf)."""
+    import tensorflow as tf
+
+    def fn(x):
+        y = tf.abs(_logits(x))
+        return tf.while_loop(lambda v: tf.reduce_min(v) > -1.0, lambda v: v + 1.0, [y])[0]
+
+    return _convert(fn, _image())
+
+
+# --- flatbuffer edits -------------------------------------------------------------------
+
+def _read(data: bytes):
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
+
+
+def _write(model) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def no_outputs() -> bytes:
+    """The classifier with its subgraph's output list (and signature) removed."""
+    model = _read(classifier())
+    model.subgraphs[0].outputs = []
+    model.signatureDefs = None
+    return _write(model)
+
+
+def _tensor(name: str, shape, tensor_type: int, buffer: int = 0):
+    from ai_edge_litert import schema_py_generated as schema
+
+    t = schema.TensorT()
+    t.name, t.shape, t.type, t.buffer = name, list(shape), tensor_type, buffer
+    return t
+
+
+def _op(code_index: int, inputs, outputs, options_type: int = 0, options=None):
+    from ai_edge_litert import schema_py_generated as schema
+
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = code_index, list(inputs), list(outputs)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def _model(codes, subgraphs) -> bytes:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT()
+    model.version = 3
+    model.operatorCodes = []
+    for builtin in codes:
+        code = schema.OperatorCodeT()
+        code.builtinCode = builtin
+        code.deprecatedBuiltinCode = min(builtin, 127)
+        model.operatorCodes.append(code)
+    model.subgraphs = subgraphs
+    model.buffers = [schema.BufferT()]
+    model.description = "amc-tf test model"
+    return _write(model)
+
+
+def _subgraph(tensors, inputs, outputs, ops, name: str):
+    from ai_edge_litert import schema_py_generated as schema
+
+    sg = schema.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = tensors, list(inputs), list(outputs), ops, name
+    return sg
+
+
+def call_once_cycle() -> bytes:
+    """A classifier-shaped model ([1, 8, 8, 3] -> [1, 192] float32, a RESHAPE) whose init subgraphs CALL_ONCE
+    each other: LiteRT recurses until the stack overflows (SIGSEGV) at the first invoke."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    def call_once(target: int):
+        opts = schema.CallOnceOptionsT()
+        opts.initSubgraphIndex = target
+        return _op(0, [], [], schema.BuiltinOptions.CallOnceOptions, opts)
+
+    f32 = schema.TensorType.FLOAT32
+    main = _subgraph([_tensor("image", [1, SIZE, SIZE, 3], f32), _tensor("logits", [1, SIZE * SIZE * 3], f32),
+                      _tensor("shape", [2], schema.TensorType.INT32)], [0, 2], [1],
+                     [call_once(1), _op(1, [0, 2], [1])], "main")
+    main.inputs = [0]
+    main.tensors[2].buffer = 1
+    init_a = _subgraph([], [], [], [call_once(2)], "init_a")
+    init_b = _subgraph([], [], [], [call_once(1)], "init_b")
+    data = _model([schema.BuiltinOperator.CALL_ONCE, schema.BuiltinOperator.RESHAPE], [main, init_a, init_b])
+    model = _read(data)
+    shape = schema.BufferT()
+    shape.data = list(np.asarray([1, SIZE * SIZE * 3], np.int32).tobytes())
+    model.buffers.append(shape)
+    return _write(model)
+
+
+def unquantized_uint8_add() -> bytes:
+    """[1, 8, 8, 3] uint8 + itself -> uint8, no quantization parameters: LiteRT's ADD kernel
+    aborts (SIGABRT) while preparing it, inside allocate_tensors."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    u8 = schema.TensorType.UINT8
+    sg = _subgraph([_tensor("image", [1, SIZE, SIZE, 3], u8), _tensor("sum", [1, SIZE, SIZE, 3], u8)], [0], [1],
+                   [_op(0, [0, 0], [1], schema.BuiltinOptions.AddOptions, schema.AddOptionsT())], "main")
+    return _model([schema.BuiltinOperator.ADD], [sg])
+
+
+ODD = {  # name -> maker of a valid .tflite that is not an image classifier, or cannot run
+    "no-inputs": no_inputs,
+    "no-outputs": no_outputs,
+    "scalar-output": scalar_output,
+    "rank2-input": rank2_input,
+    "huge-output": huge_output,
+    "fails-at-first-invoke": fails_at_first_invoke,
+}
+CRASHING = {"call-once-cycle": call_once_cycle, "uint8-add": unquantized_uint8_add}
