@@ -197,3 +197,35 @@ ODD = {  # name -> maker of a valid .tflite that is not an image classifier, or 
     "fails-at-first-invoke": fails_at_first_invoke,
 }
 CRASHING = {"call-once-cycle": call_once_cycle, "uint8-add": unquantized_uint8_add}
+
+
+# --- what the commands read besides the model ----------------------------------------------
+
+def image_folder(root, classes: int = CLASSES, per_class: int = 2):
+    """An ImageFolder of `classes` class folders with small PNGs (a model of CLASSES outputs fits)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.random.default_rng(10 * c + i).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def outdir(root, data: bytes):
+    """A conversion OUTDIR as `compare` reads it (report.json with a network, model.tflite),
+    holding `data` as its model."""
+    import json
+    from pathlib import Path
+
+    from amc_tf.core.profiles import profile_spec
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "report.json").write_text(json.dumps({"network": profile_spec("0.5flops").to_dict()}))
+    (root / "model.tflite").write_bytes(data)
+    return root

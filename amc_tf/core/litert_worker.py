@@ -58,35 +58,41 @@ def _from_json(d: dict) -> dict:
 
 
 class IsolatedInterpreter:
-    """A .tflite (path or bytes) loaded in a LiteRT child process. The interpreter-like part of
-    its API (get_input_details, get_output_details, get_tensor_details) answers from what the
-    child reported at load; `run()` sends a batch."""
+    """A .tflite (path or bytes) loaded in a LiteRT child process (`load()` replaces it: one child
+    serves many models). The interpreter-like part of its API (get_input_details,
+    get_output_details, get_tensor_details) answers from what the child reported at load;
+    `run()` sends a batch."""
 
-    def __init__(self, source, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
+    def __init__(self, source=None, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
         from amc_tf.core import quiet
         from amc_tf.core.worker import Service
 
+        self.where = "the model"
+        self._inputs, self._outputs, self._tensors, self._op_outputs = [], [], None, None
+        self._service = Service("amc_tf.core.litert_worker", timeout=litert_timeout(), capture_stderr=quiet.active())
+        if source is not None:
+            try:
+                self.load(source, threads=threads, delegates=delegates, preserve_all_tensors=preserve_all_tensors)
+            except BaseException:
+                self.close()
+                raise
+
+    def load(self, source, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False) -> None:
+        """Load a .tflite (path or bytes) in the child, replacing the model it held."""
         in_memory = isinstance(source, (bytes, bytearray))
         self.where = "the model" if in_memory else os.fspath(source)
         if not in_memory and not os.path.isfile(self.where):
             raise ModelFileError(f"{self.where}: "
                                  f"{'not a regular file' if os.path.exists(self.where) else 'no such .tflite file'}")
-        timeout = litert_timeout()
-        self._service = Service("amc_tf.core.litert_worker", timeout=timeout, capture_stderr=quiet.active())
         header = {"op": "load", "threads": int(threads), "delegates": bool(delegates),
                   "preserve_all_tensors": bool(preserve_all_tensors)}
-        try:
-            if in_memory:
-                reply, _ = self._call("loading", header, data=bytes(source))
-            else:
-                reply, _ = self._call("loading", dict(header, path=os.path.abspath(self.where)))
-        except BaseException:
-            self.close()
-            raise
+        if in_memory:
+            reply, _ = self._call("loading", header, data=bytes(source))
+        else:
+            reply, _ = self._call("loading", dict(header, path=os.path.abspath(self.where)))
         self._inputs = [_from_json(d) for d in reply["inputs"]]
         self._outputs = [_from_json(d) for d in reply["outputs"]]
-        self._tensors = None
-        self._op_outputs = None
+        self._tensors = self._op_outputs = None
 
     def get_input_details(self) -> list[dict]:
         return list(self._inputs)
