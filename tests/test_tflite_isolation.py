@@ -127,24 +127,26 @@ def test_a_bad_timeout_setting_is_refused(work, tmp):
     assert only_line(proc) == "error: AMC_TF_LITERT_TIMEOUT='soon': want a number of seconds > 0"
 
 
-def test_the_litert_child_dies_with_a_sigkilled_cli(work, tmp):
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_the_litert_child_ends_with_a_signalled_cli(work, tmp, sig, code):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmp), AMC_TF_LITERT_TIMEOUT="600")
     proc = subprocess.Popen([*AMC_TF, "eval", "hang.tflite", "--data", "images", "-q"], cwd=work, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not services_of(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        children = services_of(proc.pid)
-        assert children, "no LiteRT child appeared"
+        assert services_of(proc.pid), "no LiteRT child appeared"
         time.sleep(1.0)  # inside the endless invoke by now
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    deadline = time.monotonic() + 10
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    deadline = time.monotonic() + 10  # SIGKILL: the kernel's PR_SET_PDEATHSIG, asynchronously
     while services_of(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert services_of(proc.pid) == []
+    assert list(tmp.iterdir()) == []
 
 
 # --- the transport, in process ------------------------------------------------------------

@@ -189,8 +189,14 @@ class Service:
         self._map, self._map_size = None, 0
         self._stderr = tempfile.TemporaryFile(prefix="amc-tf-service-") if capture_stderr else None
         args = [sys.executable, "-c", _BOOT, json.dumps(sys.path), module, str(os.getpid()), str(self._shared)]
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                      pass_fds=(self._shared,), start_new_session=True)
+        try:
+            self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                          pass_fds=(self._shared,), start_new_session=True)
+        except BaseException:
+            os.close(self._shared)
+            if self._stderr is not None:
+                self._stderr.close()
+            raise
         self._finalizer = weakref.finalize(self, _shutdown, self._proc, self._shared, self._stderr)
 
     @property
