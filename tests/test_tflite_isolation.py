@@ -186,3 +186,21 @@ def test_a_crash_in_process_api_is_a_model_error_and_reaps_the_child(work):
     with pytest.raises(ModelCrashedError, match=r"SIGSEGV while running"):
         child.run(np.zeros((2, mk.SIZE, mk.SIZE, 3), np.float32))
     assert services_of(os.getpid()) == []
+
+
+def test_latency_timer_turns_a_crash_into_a_failed_run_and_goes_on(work):
+    from amc_tf.benchmarks.latency_timers import LocalTimer
+    from amc_tf.core.errors import RunFailedError
+
+    timer = LocalTimer(budget_s=0.01, min_runs=3, max_runs=5)
+    try:
+        assert timer.time_model(work / "classifier.tflite") > 0
+        first = timer._interp._service.pid
+        assert timer.time_model(work / "classifier.tflite") > 0
+        assert timer._interp._service.pid == first  # one child serves every model
+        with pytest.raises(RunFailedError, match=r"timing call-once-cycle.tflite: .*LiteRT crashed with SIGSEGV"):
+            timer.time_model(work / "call-once-cycle.tflite")
+        assert timer.time_model(work / "classifier.tflite") > 0  # a fresh child
+    finally:
+        timer.close()
+    assert services_of(os.getpid()) == []

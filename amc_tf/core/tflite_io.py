@@ -18,10 +18,11 @@ from amc_tf.core.errors import ModelFileError
 
 def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
                      preserve_all_tensors: bool = False):
-    """The one LiteRT Interpreter loader: tensors allocated, LiteRT's XNNPACK notice silenced
-    in quiet mode, and a file LiteRT cannot load (not a flatbuffer, a valid header with garbage
-    inside, unknown ops) a `ModelFileError`. `delegates=False` disables the default XNNPACK
-    delegate (the built-in reference kernels)."""
+    """The in-process LiteRT Interpreter loader, for models amc-tf has just written itself (a
+    model from outside runs in a child process: amc_tf.core.litert_worker). Tensors allocated,
+    LiteRT's XNNPACK notice silenced in quiet mode, and a file LiteRT cannot load (not a
+    flatbuffer, a valid header with garbage inside, unknown ops) a `ModelFileError`.
+    `delegates=False` disables the default XNNPACK delegate (the built-in reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from amc_tf.core.quiet import silenced
