@@ -16,6 +16,7 @@ have closed their ends of its pipe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -143,8 +144,8 @@ _BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
 class ServiceDied(Exception):
     """The service process ended while a request was pending (a signal, or an exit)."""
 
-    def __init__(self, returncode: int | None):
-        self.returncode = returncode
+    def __init__(self, returncode: int | None, last_line: str = ""):
+        self.returncode, self.last_line = returncode, last_line
         self.signame = None
         if returncode is not None and returncode < 0:
             try:
@@ -156,7 +157,7 @@ class ServiceDied(Exception):
     def describe(self) -> str:
         if self.signame:
             return f"crashed with {self.signame}"
-        return f"exited (exit code {self.returncode})"
+        return f"exited (exit code {self.returncode}{': ' + self.last_line if self.last_line else ''})"
 
 
 class ServiceTimedOut(Exception):
@@ -280,29 +281,37 @@ class Service:
             self._proc.wait(5)
         except Exception:  # noqa: BLE001 - EOF but still running: it is stopped below
             pass
+        last = self._last_stderr_line()
         self.close()
-        return ServiceDied(self._proc.returncode)
+        return ServiceDied(self._proc.returncode, last)
+
+    def _last_stderr_line(self) -> str:
+        """The last line the service wrote to its (captured) stderr, printable and short."""
+        if self._stderr is None:
+            return ""
+        try:
+            self._stderr.seek(max(0, os.fstat(self._stderr.fileno()).st_size - 4096))
+            lines = [x for x in self._stderr.read().decode("utf-8", "replace").splitlines() if x.strip()]
+        except (OSError, ValueError):
+            return ""
+        text = lines[-1].strip() if lines else ""
+        return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def _shutdown(proc, shared: int, stderr) -> None:
     """Kill the service (its whole session), reap it, close what the parent holds."""
     if proc.poll() is None:
-        for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: proc.kill()):
-            try:
-                kill()
-                break
-            except (ProcessLookupError, PermissionError, OSError):
-                continue
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its session: itself and anything it started
+        except OSError:
+            proc.kill()
     try:
         proc.wait(10)
     except Exception:  # noqa: BLE001 - unkillable (D state): nothing more to do
         pass
     for f in (proc.stdin, proc.stdout, stderr):
-        if f is not None:
-            try:
-                f.close()
-            except OSError:
-                pass
+        with contextlib.suppress(OSError, AttributeError):
+            f.close()
     try:
         os.close(shared)
     except OSError:
