@@ -204,3 +204,36 @@ def test_latency_timer_turns_a_crash_into_a_failed_run_and_goes_on(work):
     finally:
         timer.close()
     assert services_of(os.getpid()) == []
+
+
+VARIANTS = [(lambda: mk.call_once_cycle(1), "failed running the model"),  # LiteRT checks a self-call
+            *[(lambda n=n: mk.call_once_cycle(n), "crashed with SIGSEGV while running") for n in (2, 3, 5)],
+            *[(lambda op=op: mk.unquantized_uint8_add(op), "crashed with SIGABRT while loading") for op in ("ADD", "SUB")],
+            (lambda: mk.unquantized_uint8_add("MUL"), None)]  # MUL copes: it runs
+
+
+@pytest.mark.parametrize("make,outcome", VARIANTS, ids=["ring1", "ring2", "ring3", "ring5", "u8-add", "u8-sub", "u8-mul"])
+def test_crash_variants_are_model_errors_in_this_process(make, outcome):
+    from amc_tf.core.errors import ModelFileError
+    from amc_tf.core.litert_worker import IsolatedInterpreter
+
+    def run():
+        with IsolatedInterpreter(make()) as child:
+            (out,) = child.run(np.zeros((2, mk.SIZE, mk.SIZE, 3), child.get_input_details()[0]["dtype"]))
+            return out
+
+    if outcome is None:
+        assert run().shape[0] == 2
+    else:
+        with pytest.raises(ModelFileError, match=f"^the model: LiteRT {outcome}"):
+            run()
+    assert services_of(os.getpid()) == []
+
+
+def test_a_service_that_exits_is_named_with_its_last_stderr_line():
+    from amc_tf.core.worker import Service, ServiceDied
+
+    with Service("amc_tf.core.no_such_module", timeout=60, capture_stderr=True) as service:
+        with pytest.raises(ServiceDied, match=r"^exited \(exit code 1: ModuleNotFoundError: No module named "
+                                              r"'amc_tf.core.no_such_module'\)$"):
+            service.request({"op": "load"})

@@ -151,9 +151,10 @@ def _subgraph(tensors, inputs, outputs, ops, name: str):
     return sg
 
 
-def call_once_cycle() -> bytes:
-    """A classifier-shaped model ([1, 8, 8, 3] -> [1, 3] float32, a MEAN) whose init subgraphs CALL_ONCE
-    each other: LiteRT recurses until the stack overflows (SIGSEGV) at the first invoke."""
+def call_once_cycle(length: int = 2) -> bytes:
+    """A classifier-shaped model ([1, 8, 8, 3] -> [1, 3] float32, a MEAN) whose `length` init
+    subgraphs CALL_ONCE each other in a ring (1: one calls itself): LiteRT recurses until the
+    stack overflows (SIGSEGV) at the first invoke."""
     from ai_edge_litert import schema_py_generated as schema
 
     def call_once(target: int):
@@ -166,10 +167,8 @@ def call_once_cycle() -> bytes:
                       _tensor("axes", [2], schema.TensorType.INT32)], [0], [1],
                      [call_once(1), _op(1, [0, 2], [1], schema.BuiltinOptions.ReducerOptions, schema.ReducerOptionsT())],
                      "main")
-    main.tensors[2].buffer = 1
-    init_a = _subgraph([], [], [], [call_once(2)], "init_a")
-    init_b = _subgraph([], [], [], [call_once(1)], "init_b")
-    data = _model([schema.BuiltinOperator.CALL_ONCE, schema.BuiltinOperator.MEAN], [main, init_a, init_b])
+    ring = [_subgraph([], [], [], [call_once(1 + (i + 1) % length)], f"init_{i}") for i in range(length)]
+    data = _model([schema.BuiltinOperator.CALL_ONCE, schema.BuiltinOperator.MEAN], [main, *ring])
     model = _read(data)
     axes = schema.BufferT()
     axes.data = list(np.asarray([1, 2], np.int32).tobytes())
@@ -177,15 +176,18 @@ def call_once_cycle() -> bytes:
     return _write(model)
 
 
-def unquantized_uint8_add() -> bytes:
-    """[1, 8, 8, 3] uint8 + itself -> uint8, no quantization parameters: LiteRT's ADD kernel
+def unquantized_uint8_add(op: str = "ADD") -> bytes:
+    """[1, 8, 8, 3] uint8 `op` itself -> uint8, no quantization parameters: LiteRT's kernel
     aborts (SIGABRT) while preparing it, inside allocate_tensors."""
     from ai_edge_litert import schema_py_generated as schema
 
+    options = {"ADD": (schema.BuiltinOptions.AddOptions, schema.AddOptionsT),
+               "SUB": (schema.BuiltinOptions.SubOptions, schema.SubOptionsT),
+               "MUL": (schema.BuiltinOptions.MulOptions, schema.MulOptionsT)}[op]
     u8 = schema.TensorType.UINT8
-    sg = _subgraph([_tensor("image", [1, SIZE, SIZE, 3], u8), _tensor("sum", [1, SIZE, SIZE, 3], u8)], [0], [1],
-                   [_op(0, [0, 0], [1], schema.BuiltinOptions.AddOptions, schema.AddOptionsT())], "main")
-    return _model([schema.BuiltinOperator.ADD], [sg])
+    sg = _subgraph([_tensor("image", [1, SIZE, SIZE, 3], u8), _tensor("out", [1, SIZE, SIZE, 3], u8)], [0], [1],
+                   [_op(0, [0, 0], [1], options[0], options[1]())], "main")
+    return _model([getattr(schema.BuiltinOperator, op)], [sg])
 
 
 ODD = {  # name -> maker of a valid .tflite that is not an image classifier, or cannot run
