@@ -124,3 +124,24 @@ def test_the_classifier_check_accepts_what_amc_tf_writes():
     for what, (inputs, outputs) in refused.items():
         with pytest.raises(ModelFileError, match=r"^m: not an image classifier .*: " + re.escape(what)):
             check_classifier("m", inputs, outputs)
+
+
+def is_classifier(inp: list, dtype: str, out: list) -> bool:
+    """The oracle: what check_classifier should accept, written from the rule, not the code."""
+    return (len(inp) == 4 and inp[0] == 1 and inp[1] == inp[2] >= 1 and inp[3] == 3 and dtype in ("float32", "uint8")
+            and len(out) == 2 and out[0] == 1 and 1 <= out[1] <= 100_000)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_signatures_run_or_are_refused_with_one_line(work, monkeypatch, tmp_path, seed):
+    inp, dtype, out = mk.random_signature(np.random.default_rng(seed))
+    (tmp_path / "m.tflite").write_bytes(mk.signature(inp, dtype, out))
+    result, errors = cli(tmp_path, monkeypatch, "eval", "m.tflite", "--data", work / "images", "-q")
+    if is_classifier(inp, dtype, out) and out[1] == mk.CLASSES:
+        assert result.exit_code == 0 and errors == [], result.stderr
+        return
+    assert result.exit_code == 2 and len(errors) == 1, result.stderr
+    if is_classifier(inp, dtype, out):
+        assert errors[0].startswith(f"error: the model has {out[1]} classes but"), errors
+    else:
+        assert errors[0].startswith(f"error: m.tflite: {NOT_A_CLASSIFIER}: "), (inp, dtype, out, errors)

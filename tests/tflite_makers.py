@@ -85,6 +85,39 @@ def hangs_at_first_invoke() -> bytes:
     return _convert(fn, _image())
 
 
+def signature(input_shape, input_dtype: str, output_shape) -> bytes:
+    """Any signature: one input of `input_shape`/`input_dtype` (float32, int32, uint8), one
+    float32 output of `output_shape` whose values depend on the input."""
+    import tensorflow as tf
+
+    def fn(x):
+        total = tf.reduce_sum(tf.cast(x, tf.float32))
+        return tf.fill(output_shape, 1.0) * total
+
+    return _convert(fn, tf.TensorSpec(list(input_shape), getattr(tf, input_dtype)))
+
+
+def random_signature(rng: np.random.Generator) -> tuple[list, str, list]:
+    """(input shape, dtype, output shape), often one step away from an image classifier's."""
+    size = int(rng.integers(1, 6))
+    inp = [1, size, size, 3]
+    out = [1, int(rng.integers(1, 6))]
+    for _ in range(int(rng.integers(0, 3))):
+        what = rng.integers(0, 5)
+        if what == 0:
+            inp = inp[: int(rng.integers(1, 4))]  # rank 1..3
+        elif what == 1:
+            inp[int(rng.integers(0, len(inp)))] = int(rng.integers(2, 5))
+        elif what == 2:
+            out = out + [int(rng.integers(1, 4))]
+        elif what == 3:
+            out = out[1:] if len(out) > 1 else []
+        else:
+            out[0] = int(rng.integers(2, 4)) if out else 0
+    dtype = str(rng.choice(["float32", "float32", "uint8", "int32"]))
+    return inp, dtype, [d for d in out if d]
+
+
 # --- flatbuffer edits -------------------------------------------------------------------
 
 def _read(data: bytes):
