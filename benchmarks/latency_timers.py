@@ -3,8 +3,8 @@ exactly as the TF builder builds that layer in a whole network: explicit pad + V
 before stride-2 3x3 convs, bias, fused activation), whole random-weight networks for the
 calibration, and three timers that run them with `bench`'s runtime, threads and delegate:
 
-* `LocalTimer`: the in-process LiteRT interpreter of `bench --target local` (median of
-  the per-invocation times of one run);
+* `LocalTimer`: LiteRT as `bench --target local` runs it, in one long-lived child process
+  (amc_tf.core.litert_worker; the lower quintile of the per-invocation times of one run);
 * `BinaryTimer`: a host `benchmark_model`, one invocation per point (its average);
 * `AdbTimer`: `benchmark_model` on an Android device through the adb path of `bench`
   (the binary is pushed once, each point's model once, then run).
@@ -116,7 +116,7 @@ def _litert_version() -> str:
 
 
 class LocalTimer:
-    """`bench --target local`'s in-process LiteRT interpreter. A point is the lower quintile of
+    """`bench --target local`'s LiteRT interpreter, in a child process. A point is the lower quintile of
     its invocations: on a shared machine, a long invocation is often preempted while a short
     one rarely is, and any mean or median would mix the machine's load into the table."""
 
@@ -126,6 +126,7 @@ class LocalTimer:
                  min_runs: int = 7, max_runs: int = 200):
         self.threads, self.delegate = threads, delegate
         self.budget_s, self.min_runs, self.max_runs = budget_s, min_runs, max_runs
+        self._interp = None
 
     def fingerprint(self) -> dict:
         from amc_tf.benchmarks.local import host_info
@@ -136,31 +137,33 @@ class LocalTimer:
                 "machine": info["machine"], "cpus": info.get("cpus")}
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
-        from amc_tf.benchmarks.local import make_interpreter
+        """LiteRT runs in one long-lived child process (amc_tf.core.litert_worker) that loads
+        each model in turn; a crash or hang there is a failed run (exit 3, the points kept)."""
+        from amc_tf.core.errors import ModelFileError, ModelHangError
+        from amc_tf.core.litert_worker import IsolatedInterpreter
 
-        interp = make_interpreter(str(path), self.threads, self.delegate)
-        interp.allocate_tensors()
-        rng = np.random.default_rng(0)
-        for d in interp.get_input_details():
-            interp.set_tensor(d["index"], rng.uniform(-1, 1, size=tuple(d["shape"])).astype(np.float32))
-        invoke, clock = interp.invoke, time.perf_counter_ns
-        t0 = clock()
-        invoke()
-        first = clock() - t0
-        for _ in range(2 if first < 2e7 else 1):
-            invoke()
+        try:
+            if self._interp is None:
+                self._interp = IsolatedInterpreter()
+            self._interp.load(str(path), threads=self.threads, delegates=self.delegate == "xnnpack")
+            return self._time(budget_s)
+        except (ModelFileError, ModelHangError) as exc:
+            self.close()  # the child is gone or unusable: the next point starts a fresh one
+            raise RunFailedError(f"timing {Path(path).name}: {exc}") from None
+
+    def _time(self, budget_s: float | None) -> float:
+        timed = self._interp.time_invokes
+        first = timed(1, seed=0)[0]
+        timed(2 if first < 2e7 else 1)
         budget = (budget_s or self.budget_s) * 1e9
         n = int(min(self.max_runs, max(self.min_runs, budget // max(first, 1))))
-        samples = []
-        for _ in range(n):
-            t0 = clock()
-            invoke()
-            samples.append(clock() - t0)
-        samples.sort()
+        samples = sorted(timed(n))
         return samples[int(self.QUANTILE * (len(samples) - 1))] / 1000.0
 
     def close(self) -> None:
-        pass
+        if self._interp is not None:
+            self._interp.close()
+            self._interp = None
 
 
 class BinaryTimer:

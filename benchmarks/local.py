@@ -262,7 +262,7 @@ def run_isolated(model: Path, protocol: Protocol, k: int = 1, interpreter_factor
             kind, payload = parent.recv()
         except EOFError:
             proc.join(5)
-            raise RuntimeError(f"the run's process died (exit code {proc.exitcode})") from None
+            raise RuntimeError(f"the run's process died ({_death(proc.exitcode)})") from None
     finally:
         if proc.is_alive():
             proc.kill()
@@ -273,6 +273,16 @@ def run_isolated(model: Path, protocol: Protocol, k: int = 1, interpreter_factor
     if kind == "error":
         raise RuntimeError(payload)
     return payload
+
+
+def _death(exitcode: int | None) -> str:
+    """`LiteRT crashed with SIGSEGV` for a child killed by a signal, else its exit code."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"LiteRT crashed with {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"exit code {exitcode}"
 
 
 def check_binary(path: str | Path) -> Path:

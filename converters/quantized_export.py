@@ -130,8 +130,8 @@ def export_quantized(model, network: Network, tmp: Path, options, timings: dict,
         x, labels = verification_batch(network, 8, seed=1), None
         what = "8 x standard normal NHWC, seed 1 (no real images held out from calibration)"
     progress(f"comparing {request.mode} with fp32 on {what}")
-    ref = TFLiteModel(tmp / FP32_NAME).predict(x)
-    out = TFLiteModel(path).predict(x)
+    ref = TFLiteModel(tmp / FP32_NAME, isolated=False).predict(x)  # written by us just now
+    out = TFLiteModel(path, isolated=False).predict(x)
     vs = {"inputs": what, **agreement(ref, out)}
     if labels is not None:
         vs["accuracy_fp32"] = accuracy(ref, labels)

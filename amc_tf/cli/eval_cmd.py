@@ -93,8 +93,12 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
         last[:] = [p]
         show(p)
 
-    result, logits = evaluate(backend_model, dataset, mode=mode, batch_size=batch_size, limit=limit,
-                              labels_offset=labels_offset, strict=strict, input_size=input_size, progress=progress)
+    try:
+        result, logits = evaluate(backend_model, dataset, mode=mode, batch_size=batch_size, limit=limit,
+                                  labels_offset=labels_offset, strict=strict, input_size=input_size,
+                                  progress=progress)
+    finally:
+        backend_model.close()
     if last:
         show(last[0], final=True)
     for item in result["skipped_files"]:

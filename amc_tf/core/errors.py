@@ -50,3 +50,14 @@ class Interrupted(BaseException):
 
 class ModelFileError(AmcError):
     """A model file (.tflite, SavedModel) is missing, corrupt or not loadable."""
+
+
+class ModelCrashedError(ModelFileError):
+    """LiteRT crashed (a signal) or exited on the model, in the child process it runs in. Exit code 2."""
+
+
+class ModelHangError(AmcError):
+    """LiteRT made no progress on the model within AMC_TF_LITERT_TIMEOUT; its process was
+    killed. Exit code 3 (as a benchmark run that timed out)."""
+
+    exit_code = 3

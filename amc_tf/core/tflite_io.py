@@ -18,10 +18,11 @@ from amc_tf.core.errors import ModelFileError
 
 def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
                      preserve_all_tensors: bool = False):
-    """The one LiteRT Interpreter loader: tensors allocated, LiteRT's XNNPACK notice silenced
-    in quiet mode, and a file LiteRT cannot load (not a flatbuffer, a valid header with garbage
-    inside, unknown ops) a `ModelFileError`. `delegates=False` disables the default XNNPACK
-    delegate (the built-in reference kernels)."""
+    """The in-process LiteRT Interpreter loader, for models amc-tf has just written itself (a
+    model from outside runs in a child process: amc_tf.core.litert_worker). Tensors allocated,
+    LiteRT's XNNPACK notice silenced in quiet mode, and a file LiteRT cannot load (not a
+    flatbuffer, a valid header with garbage inside, unknown ops) a `ModelFileError`.
+    `delegates=False` disables the default XNNPACK delegate (the built-in reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from amc_tf.core.quiet import silenced
@@ -89,12 +90,59 @@ def quantized_io(details: dict) -> bool:
     return np.issubdtype(np.dtype(details["dtype"]), np.integer) and _scale_zero(details) is not None
 
 
-class TFLiteModel:
-    """A batch-1 .tflite run one sample at a time on real-valued NHWC batches."""
+MAX_CLASSES = 100_000
+CLASSIFIER = "an image classifier (one input [1, S, S, 3], one output [1, classes])"
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1):
+
+def check_classifier(where: str, inputs: list[dict], outputs: list[dict]) -> None:
+    """The one check that a .tflite is what amc-tf's commands run: an image classifier with
+    one input [1, S, S, 3] (float32; uint8 pixels; or an int8/uint8 image with a scale) and one
+    output [1, K], 1 <= K <= MAX_CLASSES (float32, or int8/uint8 with a scale). Anything else
+    (no inputs, no outputs, a scalar, a rank-2 input, [32768, 2, 2, 3]...) is a ModelFileError
+    naming the file and what it has instead."""
+    def shape(d):
+        return [int(s) for s in d["shape"]]
+
+    def name(d):
+        return np.dtype(d["dtype"]).name
+
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelFileError(f"{where}: not {CLASSIFIER}: it has {len(inputs)} input(s) and {len(outputs)} output(s)")
+    inp, out = inputs[0], outputs[0]
+    s = shape(inp)
+    if len(s) != 4 or s[0] != 1 or s[3] != 3 or s[1] != s[2] or s[1] < 1:
+        raise ModelFileError(f"{where}: not {CLASSIFIER}: its input is {s}")
+    dtype = np.dtype(inp["dtype"])
+    if not (dtype in (np.float32, np.uint8) or (dtype == np.int8 and quantized_io(inp))):
+        raise ModelFileError(f"{where}: not {CLASSIFIER}: its input is {name(inp)} (want float32, uint8 or int8)")
+    o = shape(out)
+    if len(o) != 2 or o[0] != 1 or not 1 <= o[1] <= MAX_CLASSES:
+        raise ModelFileError(f"{where}: not {CLASSIFIER}: its output is {o}"
+                             + (f" (at most {MAX_CLASSES:,} classes)" if len(o) == 2 and o[0] == 1 and o[1] > 1 else ""))
+    if not (np.dtype(out["dtype"]) == np.float32 or quantized_io(out)):
+        raise ModelFileError(f"{where}: not {CLASSIFIER}: its output is {name(out)} without a scale (want float32 "
+                             "or quantized int8/uint8)")
+
+
+class TFLiteModel:
+    """A batch-1 image classifier .tflite run on real-valued NHWC batches. By default LiteRT runs
+    in a child process (`IsolatedInterpreter`: a crafted model can crash it, not us);
+    `isolated=False` runs it here, for a model amc-tf has just written itself."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1, *, isolated: bool = True):
         self.path = os.fspath(path)
-        self.interp = load_interpreter(self.path, threads=threads)
+        if isolated:
+            from amc_tf.core.litert_worker import IsolatedInterpreter
+
+            self.interp = IsolatedInterpreter(self.path, threads=threads)
+        else:
+            self.interp = load_interpreter(self.path, threads=threads)
+        self.isolated = isolated
+        try:
+            check_classifier(self.path, self.interp.get_input_details(), self.interp.get_output_details())
+        except BaseException:
+            self.close()
+            raise
         self.input = self.interp.get_input_details()[0]
         self.output = self.interp.get_output_details()[0]
 
@@ -108,9 +156,24 @@ class TFLiteModel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 logits [N, classes] for a float32 [N, H, W, C] batch."""
+        x = np.asarray(x)
+        if len(x) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        if self.isolated:
+            return dequantize(self.interp.run(quantize(x, self.input))[0][:, 0], self.output)
         rows = []
-        for sample in np.asarray(x):
+        for sample in x:
             self.interp.set_tensor(self.input["index"], quantize(sample[None], self.input))
             self.interp.invoke()
             rows.append(dequantize(self.interp.get_tensor(self.output["index"])[0], self.output))
-        return np.stack(rows) if rows else np.zeros((0, self.num_classes), np.float32)
+        return np.stack(rows)
+
+    def close(self) -> None:
+        if self.isolated:
+            self.interp.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

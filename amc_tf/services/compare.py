@@ -48,12 +48,12 @@ def open_candidates(paths) -> list[Candidate]:
     """The OUTDIRs, named by their folder names (made unique with -2, -3... for the logs).
     Every model.tflite (and its fp32 reference) is loaded once here, so a corrupt one is
     refused before any measurement starts."""
-    from amc_tf.core.tflite_io import load_interpreter
+    from amc_tf.core.tflite_io import TFLiteModel
 
     cands = [open_candidate(p) for p in paths]
     for c in cands:
         for path in dict.fromkeys((c.model, c.fp32)):
-            load_interpreter(path)  # ModelFileError (exit 2) naming the file
+            TFLiteModel(path).close()  # in a child process; ModelFileError (exit 2) naming the file
     seen: dict[str, int] = {}
     for c in cands:
         seen[c.name] = seen.get(c.name, 0) + 1
@@ -113,14 +113,15 @@ def measure_agreement(cands: list[Candidate], images: Images, progress: Callable
     fp32_logits: dict[str, np.ndarray] = {}
     rows = []
     for c in cands:
-        model = TFLiteModel(c.model)
-        x, kept = images.get(model.input_size)
-        progress(f"{c.name}: {c.mode} and fp32 on {len(x)} images")
-        key = sha256_file(c.fp32)
-        if key not in fp32_logits:
-            fp32_logits[key] = TFLiteModel(c.fp32).predict(x)
-        ref = fp32_logits[key]
-        out = ref if c.fp32 == c.model else model.predict(x)
+        with TFLiteModel(c.model) as model:
+            x, kept = images.get(model.input_size)
+            progress(f"{c.name}: {c.mode} and fp32 on {len(x)} images")
+            key = sha256_file(c.fp32)
+            if key not in fp32_logits:
+                with TFLiteModel(c.fp32) as fp32:
+                    fp32_logits[key] = fp32.predict(x)
+            ref = fp32_logits[key]
+            out = ref if c.fp32 == c.model else model.predict(x)
         row = {"vs_fp32": agreement(ref, out)}
         labels = _labels(images.dataset, model.num_classes, kept)
         if labels is not None:

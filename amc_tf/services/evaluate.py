@@ -38,6 +38,7 @@ class Backend:
     input_size: int | None  # None: any size (`raw`)
     feed: str  # float | uint8 | raw
     predict: Callable[[np.ndarray], np.ndarray]
+    close: Callable[[], None] = lambda: None  # ends what runs the model (LiteRT's child process)
 
 
 def model_kind(path: str, backend: str = "auto") -> str:
@@ -120,25 +121,13 @@ def _open_saved_model(path: str, *, threads: int, input_size: int | None) -> Bac
 
 
 def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
-    from amc_tf.core.tflite_io import dequantize, quantize, load_interpreter, quantized_io
+    """LiteRT in a child process (a crafted model may crash it); the whole batch is one request."""
+    from amc_tf.core.tflite_io import TFLiteModel, quantized_io
 
-    try:
-        interp = load_interpreter(path, threads=threads)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path}: not a loadable .tflite ({exc})") from None
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-
-    def predict(x):
-        rows = []
-        for sample in x:
-            # an int8 model's integer io (--io uint8|int8) takes and gives values through its scale
-            interp.set_tensor(inp["index"], quantize(sample[None], inp))
-            interp.invoke()
-            rows.append(dequantize(interp.get_tensor(out["index"])[0], out))
-        return np.stack(rows)
-
+    model = TFLiteModel(path, threads=threads)  # refuses what is not an image classifier
+    inp = model.input
     feed = "uint8" if inp["dtype"] == np.uint8 and not quantized_io(inp) else "float"
-    return Backend("tflite", path, int(out["shape"][-1]), int(inp["shape"][1]), feed, predict)
+    return Backend("tflite", path, model.num_classes, model.input_size, feed, model.predict, model.close)
 
 
 def preprocessing_for(model: Backend, input_size: int | None = None) -> Preprocessing:

@@ -59,9 +59,7 @@ def torch_taps(network: Network, state_dict: dict, x: np.ndarray, label: str = "
 def tflite_tensor_map(interp, spec: NetSpec, op_names: dict[str, str]) -> dict[str, dict]:
     """{tap point: the interpreter's tensor detail} for every tap point."""
     details = {d["index"]: d for d in interp.get_tensor_details()}
-    produced = []  # op output tensors in execution order
-    for op in interp._get_ops_details():  # noqa: SLF001 - the public API has no op listing
-        produced.extend(int(i) for i in op["outputs"])
+    produced = interp.op_outputs()  # op output tensors in execution order
     by_op_name: dict[str, int] = {}
     for index in produced:  # later producers win: a layer's tensor is the last one carrying its op
         for part in details[index]["name"].split(";"):
@@ -81,20 +79,20 @@ def tflite_tensor_map(interp, spec: NetSpec, op_names: dict[str, str]) -> dict[s
 
 
 def tflite_taps(path_or_bytes, spec: NetSpec, op_names: dict[str, str], x: np.ndarray, label: str = "tflite") -> Taps:
-    """Run each sample through a batch-1 .tflite with every tensor preserved. Delegates are off:
-    XNNPACK runs the whole graph as one node and keeps no intermediates."""
-    from amc_tf.core.tflite_io import load_interpreter
+    """Run each sample through a batch-1 .tflite with every tensor preserved, in a LiteRT child
+    process (a crafted .tflite may crash LiteRT). Delegates are off: XNNPACK runs the whole graph
+    as one node and keeps no intermediates."""
+    from amc_tf.core.litert_worker import IsolatedInterpreter
+    from amc_tf.core.tflite_io import check_classifier
 
-    interp = load_interpreter(path_or_bytes, delegates=False, preserve_all_tensors=True)
-    inp = interp.get_input_details()[0]
-    if tuple(inp["shape"][1:]) != tuple(x.shape[1:]):
-        raise AmcError(f"the .tflite takes input {list(inp['shape'])}, the inputs are {list(x.shape[1:])}")
-    tensors = tflite_tensor_map(interp, spec, op_names)
-    collected: dict[str, list] = {k: [] for k in tensors}
-    for sample in x:
-        interp.set_tensor(inp["index"], quantize(sample[None], inp))
-        interp.invoke()
-        for key, detail in tensors.items():
-            collected[key].append(dequantize(interp.get_tensor(detail["index"]), detail)[0])
+    with IsolatedInterpreter(path_or_bytes, delegates=False, preserve_all_tensors=True) as interp:
+        check_classifier(interp.where, interp.get_input_details(), interp.get_output_details())
+        inp = interp.get_input_details()[0]
+        if tuple(inp["shape"][1:]) != tuple(x.shape[1:]):
+            raise AmcError(f"{interp.where} takes input {list(inp['shape'])}, the inputs are {list(x.shape[1:])}")
+        tensors = tflite_tensor_map(interp, spec, op_names)
+        keys = list(tensors)
+        arrays = interp.run(quantize(x, inp), [int(tensors[k]["index"]) for k in keys])
+    collected = {k: np.stack([dequantize(a[i], tensors[k])[0] for i in range(len(x))]) for k, a in zip(keys, arrays)}
     names = {k: f"#{d['index']} {d['name']}" for k, d in tensors.items()}
-    return Taps(label, {k: np.stack(v) for k, v in collected.items()}, names)
+    return Taps(label, collected, names)
