@@ -18,7 +18,8 @@ from amc_tf.core.errors import ModelFileError
 
 def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
                      preserve_all_tensors: bool = False):
-    """The one LiteRT Interpreter loader: tensors allocated, LiteRT's XNNPACK notice silenced
+    """The one LiteRT Interpreter loader: the flatbuffer's declared sizes bounded first
+    (amc_tf/core/tflite_bounds.py), tensors allocated, LiteRT's XNNPACK notice silenced
     in quiet mode, and a file LiteRT cannot load (not a flatbuffer, a valid header with garbage
     inside, unknown ops) a `ModelFileError`. `delegates=False` disables the default XNNPACK
     delegate (the built-in reference kernels)."""
@@ -35,6 +36,9 @@ def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
     where = "the model" if in_memory else os.fspath(path_or_bytes)
     if not in_memory and not os.path.isfile(where):
         raise ModelFileError(f"{where}: {'not a regular file' if os.path.exists(where) else 'no such .tflite file'}")
+    from amc_tf.core.tflite_bounds import check_model
+
+    check_model(path_or_bytes)  # declared tensor sizes bounded before LiteRT allocates them
     try:
         if in_memory:
             interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
