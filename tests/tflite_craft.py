@@ -54,8 +54,8 @@ def _offset_vector(b: flatbuffers.Builder, offsets) -> int:
     return b.EndVector()
 
 
-def model_bytes(graphs: list[Graph], buffers: list[bytes], op_codes: list[int]) -> bytes:
-    """A TFL3 flatbuffer: `buffers[0]` should be b"" (the empty sentinel)."""
+def model_bytes(graphs: list[Graph], buffers: list[bytes], op_codes: list[int], versions: dict | None = None) -> bytes:
+    """A TFL3 flatbuffer: `buffers[0]` should be b"" (the empty sentinel); `versions` {code: op version}."""
     b = flatbuffers.Builder(1024)
     buffer_offsets = []
     for data in buffers:
@@ -68,7 +68,7 @@ def model_bytes(graphs: list[Graph], buffers: list[bytes], op_codes: list[int]) 
     for code in op_codes:
         b.StartObject(4)
         b.PrependInt8Slot(0, min(code, 127), 0)  # deprecated_builtin_code
-        b.PrependInt32Slot(2, 1, 1)  # version
+        b.PrependInt32Slot(2, (versions or {}).get(code, 1), 1)  # version
         b.PrependInt32Slot(3, code, 0)  # builtin_code
         code_offsets.append(b.EndObject())
     graph_offsets = []

@@ -14,6 +14,11 @@ per tensor) and refuses, with one `ModelFileError`:
   it reuses memory between tensors, never needs more than all of them);
 * a buffer whose data lies outside the file.
 
+Declared shapes are not the last word: LiteRT's Prepare recomputes output shapes from inputs and
+constants (a BROADCAST_TO to a constant shape declared [1]), and plans dynamic ones at invoke.
+`check_allocated` applies the same bounds to the shapes LiteRT computed, right after
+`allocate_tensors()` and before anything runs (an arena reserved but not yet written).
+
 A MobileNetV2 1.0 at 224 declares 51 MB in all (its largest tensor 5.1 MB); at 1024, the
 largest input the toolkit converts, about 1.07 GB.
 """
@@ -198,3 +203,25 @@ def check_model(path_or_bytes) -> dict:
             raise ModelFileError(f"{path}: not a loadable .tflite (an empty file)")
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return check_buffer(data, path)
+
+
+def check_allocated(interp, where: str, file_bytes: int = 0) -> None:
+    """The bounds again, on the shapes LiteRT computed in allocate_tensors() (ModelFileError):
+    each tensor at most MAX_TENSOR_BYTES, all of them at most MAX_ARENA_BYTES plus the file's
+    size (constant data lives in the file)."""
+    import numpy as np
+
+    total = 0
+    for t in interp.get_tensor_details():
+        nbytes = np.dtype(t["dtype"]).itemsize if t["dtype"] is not None else 8
+        for d in t["shape"]:
+            nbytes *= max(int(d), 1)
+        if nbytes > MAX_TENSOR_BYTES:
+            raise ModelFileError(
+                f"{where}: tensor {t['index']} becomes {[int(d) for d in t['shape']]} once LiteRT computes its shape: "
+                f"{_describe_bytes(nbytes)}, over the limit of {_describe_bytes(MAX_TENSOR_BYTES)} per tensor; "
+                "refused before running it")
+        total += nbytes
+        if total > MAX_ARENA_BYTES + file_bytes:
+            raise ModelFileError(f"{where}: its tensors take more than {_describe_bytes(MAX_ARENA_BYTES + file_bytes)} "
+                                 "together once LiteRT computes their shapes; refused before running it")

@@ -36,7 +36,7 @@ def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
     where = "the model" if in_memory else os.fspath(path_or_bytes)
     if not in_memory and not os.path.isfile(where):
         raise ModelFileError(f"{where}: {'not a regular file' if os.path.exists(where) else 'no such .tflite file'}")
-    from amc_tf.core.tflite_bounds import check_model
+    from amc_tf.core.tflite_bounds import check_allocated, check_model
 
     check_model(path_or_bytes)  # declared tensor sizes bounded before LiteRT allocates them
     try:
@@ -49,6 +49,7 @@ def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
     except (ValueError, RuntimeError) as exc:
         detail = " ".join(str(exc).split())[:200]
         raise ModelFileError(f"{where}: not a loadable .tflite ({detail})") from None
+    check_allocated(interp, where, len(path_or_bytes) if in_memory else os.path.getsize(where))
     return interp
 
 
