@@ -223,12 +223,25 @@ def test_check_resize_bounds_the_resized_image(w, h, size):
     prep = preprocess.Preprocessing.for_input_size(size)
     ratio = max(w, h) / min(w, h)
     new_h, new_w = preprocess.resized_shape(h, w, prep.resize_size)
-    if ratio > preprocess.MAX_ASPECT_RATIO or new_h * new_w > preprocess.MAX_RESIZED_PIXELS:
+    if (w * h > preprocess.MAX_DECODED_PIXELS or ratio > preprocess.MAX_ASPECT_RATIO
+            or new_h * new_w > preprocess.MAX_RESIZED_PIXELS):
         with pytest.raises(preprocess.ImageTooLarge):
             preprocess.check_resize(w, h, prep)
     else:
         assert preprocess.check_resize(w, h, prep) == (new_h, new_w)
         assert new_h * new_w <= preprocess.MAX_RESIZED_PIXELS
+
+
+def test_image_with_too_many_pixels_to_decode_is_refused_from_its_header(tmp_path):
+    """8,000 x 8,000 (64M pixels, under PIL's own limit of 179M) is 192 MB decoded per image and
+    thread: refused from its 60 KB header, before decoding."""
+    path = _strip_png(tmp_path / "big.png", 8000, 8000)
+    assert path.stat().st_size < 200_000
+    prep = preprocess.Preprocessing.for_input_size(224)
+    with pytest.raises(preprocess.ImageTooLarge, match="64,000,000 pixels to decode"):
+        preprocess.check_image(str(path), prep)
+    with pytest.raises(preprocess.ImageTooLarge, match="64,000,000 pixels to decode"):
+        preprocess.pil_load_crop(path, prep)
 
 
 def test_input_size_and_batch_bounds():

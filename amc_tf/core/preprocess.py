@@ -30,6 +30,7 @@ MODES = ("pil", "tf")
 
 # Bounds on what preprocessing builds (docs/security.md), checked from the header before decoding
 # or resizing: an image's resize amplification, a model's input size, a batch's pixels.
+MAX_DECODED_PIXELS = 1 << 25  # pixels of an image to decode (33.5M: 6,700 x 5,000; PIL's own limit is 179M)
 MAX_ASPECT_RATIO = 100  # long side / short side of an image (panoramas reach about 10:1)
 MAX_RESIZED_PIXELS = 1 << 24  # pixels after resizing the shorter side (a 256 x 65,536 strip; 48 MiB of RGB)
 MAX_INPUT_SIZE = 1024  # a model's input side (the toolkit converts 32..1024)
@@ -57,10 +58,14 @@ def check_input_size(size: int, what: str = "the model's input") -> int:
 
 def check_resize(width: int, height: int, prep: "Preprocessing") -> tuple[int, int]:
     """(height, width) after resizing the shorter side to `prep.resize_size`, or ImageTooLarge when
-    the image's aspect ratio or the resized pixel count passes the bounds. The one check of resize
-    amplification, made from the header before decoding (`check_image`) and before every resize."""
+    the image's decoded pixels, its aspect ratio or the resized pixel count pass the bounds. The
+    one check of decoding and resize amplification, made from the header before decoding
+    (`check_image`, `pil_open`) and before every resize (`pil_crop`)."""
     if width < 1 or height < 1:
         raise ImageTooLarge(f"{width}x{height} image: no pixels")
+    if width * height > MAX_DECODED_PIXELS:
+        raise ImageTooLarge(f"{width}x{height} image: {width * height:,} pixels to decode, over the limit of "
+                            f"{MAX_DECODED_PIXELS:,}")
     ratio = max(width, height) / min(width, height)
     new_h, new_w = resized_shape(height, width, prep.resize_size)
     if ratio > MAX_ASPECT_RATIO:
