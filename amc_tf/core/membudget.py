@@ -25,6 +25,7 @@ from amc_tf.core.errors import AmcError
 BASE_LIMIT = 4 << 30  # an int8 conversion of MobileNetV2 1.0 (224) peaks at 3.2 GiB of data segment
 PER_CPU = 32 << 20  # TensorFlow's thread pools grow with the cores; each thread stack counts (8 MiB)
 ENV = "AMC_TF_MEMORY_LIMIT"
+HEADROOM = 2 << 30  # at least this much above the data segment in use when the limit is set
 _applied: list = []  # the limits in force, innermost last (for the error message)
 
 
@@ -73,6 +74,18 @@ def current_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+def data_size() -> int:
+    """This process's data segment now (VmData, bytes; 0 when /proc is not there)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def apply(limit: int | None) -> tuple | None:
     """Lower the soft RLIMIT_DATA to `limit` (never raising it, never above the hard limit).
     Returns the previous (soft, hard) to restore, or None when nothing was changed."""
@@ -106,7 +119,12 @@ def restore(previous: tuple | None) -> None:
 def limited(limit: int | None = None):
     """Run the block under `limit` (default: `configured_limit()`); the old soft limit comes back
     after. An out-of-memory error in the block leaves it as `OutOfMemory`, one line naming the budget."""
+    explicit = limit is not None or bool(os.environ.get(ENV, "").strip())
     limit = configured_limit() if limit is None else limit
+    if limit is not None and not explicit:
+        # the default keeps HEADROOM above what is in use: a command run inside a larger program
+        # (the test suite's in-process runner) still has room to work
+        limit = max(limit, data_size() + HEADROOM)
     previous = apply(limit)
     _applied.append(current_limit())
     try:
