@@ -230,9 +230,7 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
     `pil` preprocessing of image files runs without TensorFlow (amc_tf.services.pilfeed); `tf`
     preprocessing and TFRecords use a tf.data pipeline. Every skipped image is named in
     the result's `skipped_files` ({"file", "error"}); with `strict` the first one stops the run."""
-    from amc_tf.core.preprocess import normalize
-
-    from amc_tf.core.preprocess import batch_limit
+    from amc_tf.core.preprocess import batch_limit, normalize
 
     labels, offset = dataset.model_labels(model.num_classes, labels_offset)
     prep = preprocessing_for(model, input_size)
