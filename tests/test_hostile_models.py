@@ -309,6 +309,22 @@ def test_decode_budget_follows_the_file_size(tmp_path):
         protobuf_bounds.check_file(path, onnx.ModelProto.DESCRIPTOR)
 
 
+def test_field_count_and_nesting_are_bounded_before_decoding(tmp_path):
+    import onnx
+
+    many = tmp_path / "fields.onnx"
+    many.write_bytes(b"\x08\x01" * (protobuf_bounds.MAX_FIELDS + 1))  # ir_version, again and again
+    with pytest.raises(CheckpointError, match="more than 1000000 protobuf fields"):
+        protobuf_bounds.check_file(many, onnx.ModelProto.DESCRIPTOR)
+    inner = b""
+    for _ in range(30):  # GraphProto.node -> NodeProto.attribute -> AttributeProto.g -> GraphProto ...
+        inner = _field(1, _field(5, _field(6, inner)))
+    deep = tmp_path / "deep.onnx"
+    deep.write_bytes(_field(7, inner))
+    with pytest.raises(CheckpointError, match="messages nest more than 64 deep"):
+        protobuf_bounds.check_file(deep, onnx.ModelProto.DESCRIPTOR)
+
+
 # --- the memory backstop ----------------------------------------------------------------------
 
 def test_memory_limit_parsing_and_restoring():
