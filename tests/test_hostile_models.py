@@ -345,6 +345,16 @@ def test_memory_limit_parsing_and_restoring():
     assert membudget.current_limit() == before
 
 
+def test_growth_limit_allows_the_headroom_and_refuses_beyond_it():
+    before = membudget.current_limit()
+    with membudget.growth_limited(256 << 20):
+        kept = np.ones(128 << 20, np.uint8)  # within the headroom
+        with pytest.raises(membudget.OutOfMemory):
+            with membudget.growth_limited(64 << 20):
+                np.ones(256 << 20, np.uint8)
+    assert membudget.current_limit() == before and kept.sum() == 128 << 20
+
+
 def test_allocation_failure_under_the_limit_is_one_line(tmp_path):
     """A conversion under a 400 MiB budget cannot import TensorFlow: one line naming the budget, exit 2."""
     from cli_run import DIGITS

@@ -174,3 +174,14 @@ def out_of_memory_message(limit: int | None = None) -> str:
     return (f"out of memory: the command needed more than its memory budget of {describe(limit)} "
             f"(RLIMIT_DATA; set {ENV}, 0 disables it); a MobileNet needs less, so the input is "
             "probably malformed or hostile")
+
+
+GROWTH_HEADROOM = 1 << 30  # what one LiteRT invoke of a MobileNet may add (its arena exists already)
+
+
+def growth_limited(headroom: int = GROWTH_HEADROOM):
+    """`limited()` to the data segment in use now plus `headroom`: for work whose own memory is
+    already allocated, such as invoking a loaded model (LiteRT allocates dynamic tensors, whose
+    shapes come from values, only at invoke). Meant for a process that does nothing else at the
+    time (a LiteRT worker): other threads' allocations count against the same limit."""
+    return limited(data_size() + headroom)
