@@ -23,6 +23,7 @@ import numpy as np
 from amc_tf.core.errors import ArchitectureError, CheckpointError
 from amc_tf.core.netspec import Network
 from amc_tf.core.onnx_io import read_model
+from amc_tf.core.preprocess import check_input_size
 from amc_tf.converters.onnx_graph import Walk, walk_graph
 
 
@@ -97,6 +98,7 @@ def infer_onnx_network(model, *, activation: str | None = None, bn_eps: float = 
         raise ArchitectureError(f"the ONNX model's input is {h}x{w}; only square inputs are supported")
     size = input_size or 224
     if h > 0:
+        check_input_size(h, "the ONNX model's input")
         if input_size is not None and input_size != h:
             raise ArchitectureError(f"the ONNX model's input is fixed at {h}x{w}; --input-size {input_size} contradicts it")
         size = h

@@ -9,7 +9,8 @@ activations, the residual Adds, the final Gemm, the input layout).
 Understood: Conv (plain or depthwise, symmetric k//2 pads), BatchNormalization, Relu,
 Clip(0, 6) / Clip(0, inf), Add (residual), GlobalAveragePool, ReduceMean over H and/or W,
 Flatten, Reshape, Squeeze, Gemm, Identity, Dropout, a leading Transpose from NHWC, and
-constant folding of Constant, Shape, Gather, Unsqueeze, Concat, Cast.
+constant folding of Constant, Shape, Gather, Unsqueeze, Concat, Cast; each folded result's size
+is checked against the graph's `FoldBudget` (amc_tf/core/onnx_io.py) before it is computed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from amc_tf.core.errors import ArchitectureError
-from amc_tf.core.onnx_io import tensor_array
+from amc_tf.core.onnx_io import FoldBudget, tensor_array
 
 
 KNOWN_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "GlobalAveragePool", "ReduceMean", "Flatten",
@@ -67,6 +68,7 @@ class Walk:
     layout: str | None = None
     bn_eps: set = field(default_factory=set)
     input_name: str = ""
+    fold: FoldBudget = field(default_factory=FoldBudget)  # what constant folding may build, checked first
 
 
 class _Unsupported(Exception):
@@ -114,9 +116,13 @@ def _axes(node, walk: Walk, rank: int, attrs: dict) -> list[int] | None:
 
 def _h_constant(node, walk, attrs):
     if "value" in attrs:
-        return tensor_array(attrs["value"], "its value")
+        value = tensor_array(attrs["value"], "its value")
+        walk.fold.take(value.size, value.itemsize, f"node '{node.name}' (Constant)")
+        return value
     for key in ("value_float", "value_floats", "value_int", "value_ints"):
         if key in attrs:
+            count = len(attrs[key]) if isinstance(attrs[key], (list, tuple)) else 1
+            walk.fold.take(count, 8, f"node '{node.name}' (Constant)")
             return np.asarray(attrs[key], np.float32 if "float" in key else np.int64)
     raise _Unsupported(f"it holds {sorted(attrs)}, not a tensor")
 
@@ -134,7 +140,14 @@ def _h_shape(node, walk, attrs):
 
 
 def _h_gather(node, walk, attrs):
-    return np.take(_const(walk, node.input[0], "data"), _const(walk, node.input[1], "indices"), axis=attrs.get("axis", 0))
+    data, indices = _const(walk, node.input[0], "data"), _const(walk, node.input[1], "indices")
+    axis = attrs.get("axis", 0)
+    if data.ndim == 0 or not -data.ndim <= axis < data.ndim:
+        raise _Unsupported(f"axis {axis} of a rank-{data.ndim} tensor")
+    axis %= data.ndim
+    walk.fold.take(_count(data.shape[:axis]) * indices.size * _count(data.shape[axis + 1:]), data.itemsize,
+                   f"node '{node.name}' (Gather)")
+    return np.take(data, indices, axis=axis)
 
 
 def _h_unsqueeze(node, walk, attrs):
@@ -146,13 +159,27 @@ def _h_unsqueeze(node, walk, attrs):
 
 
 def _h_concat(node, walk, attrs):
-    return np.concatenate([_const(walk, n, "input") for n in node.input], axis=attrs["axis"])
+    parts = [_const(walk, n, "input") for n in node.input]
+    if not parts:
+        raise _Unsupported("no inputs")
+    itemsize = max(8, max(p.itemsize for p in parts))  # an upper bound of the promoted type's
+    walk.fold.take(sum(int(p.size) for p in parts), itemsize, f"node '{node.name}' (Concat)")
+    return np.concatenate(parts, axis=attrs["axis"])
 
 
 def _h_cast(node, walk, attrs):
     from onnx import helper
 
-    return _const(walk, node.input[0], "input").astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+    data, dtype = _const(walk, node.input[0], "input"), np.dtype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+    walk.fold.take(data.size, dtype.itemsize, f"node '{node.name}' (Cast)")
+    return data.astype(dtype)
+
+
+def _count(shape) -> int:
+    count = 1
+    for n in shape:
+        count *= int(n)
+    return count
 
 
 def _h_transpose(node, walk, attrs):

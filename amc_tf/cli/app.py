@@ -6,6 +6,8 @@ This module is the one error boundary of the tool (commands just raise):
 - a click usage error -> one line, exit 2; an OSError on a user's path -> one line, exit 2;
 - SIGINT -> exit 130, SIGTERM -> exit 143, one line each; both raise `Interrupted` so
   every `finally` (temp directories, worker processes) runs first;
+- MemoryError (or torch's / TensorFlow's allocator failure) under the memory budget
+  (RLIMIT_DATA, amc_tf/core/membudget.py, set here for every command) -> one line, exit 2;
 - anything else is a bug: one line saying so, exit 70; `--debug` or AMC_TF_DEBUG=1 also
   prints the traceback.
 """
@@ -24,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click
 
+from amc_tf.core import membudget
 from amc_tf.core.version import __version__
 from amc_tf.core.errors import AmcError, Interrupted
 
@@ -111,14 +114,17 @@ def run_guarded(invoke) -> int:
             pass
         return 141
     except MemoryError:
-        _say("out of memory")
+        _say(membudget.out_of_memory_message())
         return 2
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             return 141
         _say(_os_message(exc))
         return 2
-    except Exception as exc:  # a bug: say so, once
+    except Exception as exc:  # a bug: say so, once (unless it is an allocator's out-of-memory error)
+        if membudget.is_out_of_memory(exc):
+            _say(membudget.out_of_memory_message())
+            return 2
         if _debug or os.environ.get("AMC_TF_DEBUG", "") not in ("", "0"):
             traceback.print_exc()
         _say(f"internal error (a bug in amc-tf, please report it): {type(exc).__name__}: {exc}"
@@ -135,9 +141,14 @@ class AmcGroup(click.Group):
         global _debug
         _debug = False
         old = _install_signal_handlers()
+
+        def invoke():
+            # the memory backstop under every reader's own bounds (amc_tf/core/membudget.py)
+            with membudget.limited():
+                return super(AmcGroup, self).main(args, prog_name, complete_var, standalone_mode=False, **extra)
+
         try:
-            code = run_guarded(lambda: super(AmcGroup, self).main(
-                args, prog_name, complete_var, standalone_mode=False, **extra))
+            code = run_guarded(invoke)
         finally:
             _restore_signal_handlers(old)
         sys.exit(code)

@@ -28,6 +28,7 @@ import numpy as np
 from amc_tf.core import checkpoint_safety as safety
 from amc_tf.core.checkpoint_safety import Budget, StorageRef, materialize, tensor_record
 from amc_tf.core.errors import CheckpointError
+from amc_tf.core.pickle_budget import PickleBudget
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -104,23 +105,27 @@ def _load_zip(fh, file_size: int, budget: Budget) -> Any:
             return materialize(tensor_record(storage, storage_offset, size, stride, budget))
 
         data = _read_entry(zf, infos[pkl[0]], safety.MAX_PICKLE_BYTES, None)
-        return safety.unpickle(io.BytesIO(data), load_storage, rebuild)
+        return safety.unpickle(io.BytesIO(data), load_storage, rebuild, PickleBudget.for_bytes(len(data)))
 
 
 class _Capped:
     """A file reader that never asks for more than the file holds (so no read allocates more)."""
 
     def __init__(self, fh, size: int):
-        self.fh, self.size = fh, size
+        self.fh, self.size, self.pos = fh, size, fh.tell()  # the position is kept here: no tell() per opcode
 
     def remaining(self) -> int:
-        return max(0, self.size - self.fh.tell())
+        return max(0, self.size - self.pos)
 
     def read(self, n: int = -1) -> bytes:
-        return self.fh.read(self.remaining() if n is None or n < 0 else min(n, self.remaining()))
+        data = self.fh.read(self.remaining() if n is None or n < 0 else min(n, self.remaining()))
+        self.pos += len(data)
+        return data
 
     def readline(self) -> bytes:
-        return self.fh.readline(self.remaining())
+        data = self.fh.readline(self.remaining())
+        self.pos += len(data)
+        return data
 
 
 class _Pending:
@@ -157,9 +162,10 @@ def _resolve(obj, memo: dict, depth: int = 0):
 
 def _load_legacy(fh, file_size: int, budget: Budget) -> Any:
     stream = _Capped(fh, file_size)
+    objects = PickleBudget.for_bytes(file_size)  # one budget for the file's five pickles
 
     def plain_load():
-        return safety.unpickle(stream, _no_storage, _no_tensor)
+        return safety.unpickle(stream, _no_storage, _no_tensor, objects)
 
     storages: dict[str, StorageRef] = {}
 
@@ -179,7 +185,7 @@ def _load_legacy(fh, file_size: int, budget: Budget) -> Any:
     if plain_load() != _LEGACY_PROTOCOL:
         raise CheckpointError("unsupported legacy checkpoint protocol")
     plain_load()  # sys info: endianness and type sizes
-    obj = safety.unpickle(stream, lazy_storage, rebuild)
+    obj = safety.unpickle(stream, lazy_storage, rebuild, objects)
     keys = plain_load()
     if not isinstance(keys, list) or len(keys) > safety.MAX_ZIP_ENTRIES:
         raise CheckpointError("the list of storage keys is missing or malformed")

@@ -4,6 +4,8 @@ A checkpoint from a stranger is hostile until proven otherwise, so this module:
 - unpickles with a pure-Python unpickler that resolves only the globals a state dict needs,
   and refuses BUILD (`__setstate__` / `__dict__` updates) on anything but the fresh
   containers this load created, so a file can never change the allow-list's objects;
+- counts what the opcodes build against a budget derived from the file's size
+  (amc_tf/core/pickle_budget.py), so a stream of one-byte opcodes cannot build gigabytes;
 - validates every tensor record (integer sizes, non-negative strides and offset, the real
   strided extent inside its storage) and counts elements and bytes against fixed limits
   *before* any memory is allocated for it.
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from amc_tf.core.errors import CheckpointError, UnsafePickleError
+from amc_tf.core.pickle_budget import PickleBudget, charged_dispatch
 
 # Limits, far above any MobileNet (V1 1.0 is 4.2M parameters, 17 MB; its largest tensor
 # 1.0M elements), far below what could hurt the machine.
@@ -225,8 +228,9 @@ class SafeUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, fileobj, load_storage, rebuild_tensor):
+    def __init__(self, fileobj, load_storage, rebuild_tensor, budget: PickleBudget):
         super().__init__(fileobj)
+        self._pickle_budget = budget
         self._load_storage = load_storage
         self._allowed = {
             ("collections", "OrderedDict"): collections.OrderedDict,
@@ -302,6 +306,20 @@ class SafeUnpickler(pickle._Unpickler):
         dispatch[_op[0]] = load_buffer
     del _op
 
+    # every opcode charged against the file's object budget before what it builds can grow
+    dispatch = charged_dispatch(dispatch)
 
-def unpickle(fileobj, load_storage, rebuild_tensor) -> Any:
-    return SafeUnpickler(fileobj, load_storage, rebuild_tensor).load()
+
+def unpickle(fileobj, load_storage, rebuild_tensor, budget: PickleBudget) -> Any:
+    """One pickled object, its opcodes charged to `budget` (amc_tf/core/pickle_budget.py). The
+    cyclic garbage collector pauses meanwhile: it would rescan every object built so far, again
+    and again, for a stream of containers (twice the time, for nothing: the budget bounds them)."""
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return SafeUnpickler(fileobj, load_storage, rebuild_tensor, budget).load()
+    finally:
+        if was_enabled:
+            gc.enable()

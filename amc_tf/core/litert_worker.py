@@ -84,6 +84,9 @@ class IsolatedInterpreter:
         if not in_memory and not os.path.isfile(self.where):
             raise ModelFileError(f"{self.where}: "
                                  f"{'not a regular file' if os.path.exists(self.where) else 'no such .tflite file'}")
+        from amc_tf.core.tflite_bounds import check_model
+
+        check_model(source)  # declared sizes bounded here, before the child allocates anything
         header = {"op": "load", "threads": int(threads), "delegates": bool(delegates),
                   "preserve_all_tensors": bool(preserve_all_tensors)}
         if in_memory:
@@ -197,6 +200,10 @@ def _load(header, _payload, ctx):
     else:
         interp = Interpreter(model_content=bytes(ctx.shared(header["shared"])), **kwargs)
     interp.allocate_tensors()
+    from amc_tf.core.tflite_bounds import check_allocated
+
+    where = header.get("path", "the model")
+    check_allocated(interp, where, os.path.getsize(where) if "path" in header else len(ctx.shared(header["shared"])))
     _state["interp"] = interp
     return {"inputs": [_to_json(d) for d in interp.get_input_details()],
             "outputs": [_to_json(d) for d in interp.get_output_details()]}, []
@@ -215,13 +222,23 @@ def _run(header, _payload, ctx):
     collected = [[] for _ in header["outputs"]]
     for sample in x:
         interp.set_tensor(header["input"], sample[None])
-        interp.invoke()
+        _invoke(interp)
         ctx.tick()
         for rows, index in zip(collected, header["outputs"]):
             rows.append(interp.get_tensor(index))
     del x
     arrays = [np.ascontiguousarray(np.stack(rows)) if rows else np.zeros((0,), np.float32) for rows in collected]
     return {"arrays": [{"dtype": a.dtype.str, "shape": list(a.shape)} for a in arrays]}, arrays
+
+
+def _invoke(interp) -> None:
+    """One invoke with the child's memory growth bounded (membudget.growth_limited): tensors whose
+    shapes come from values are allocated only now, so a crafted model is stopped here, in the
+    child, where no other thread allocates."""
+    from amc_tf.core.membudget import growth_limited
+
+    with growth_limited():
+        interp.invoke()
 
 
 def _time(header, _payload, ctx):

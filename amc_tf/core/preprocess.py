@@ -22,10 +22,64 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from amc_tf.core.errors import AmcError
 from amc_tf.core.netspec import IMAGENET_MEAN, IMAGENET_STD
 
 CROP_FRACTION = 0.875  # 224 / 256
 MODES = ("pil", "tf")
+
+# Bounds on what preprocessing builds (docs/security.md), checked from the header before decoding
+# or resizing: an image's resize amplification, a model's input size, a batch's pixels.
+MAX_DECODED_PIXELS = 1 << 25  # pixels of an image to decode (33.5M: 6,700 x 5,000; PIL's own limit is 179M)
+MAX_ASPECT_RATIO = 100  # long side / short side of an image (panoramas reach about 10:1)
+MAX_RESIZED_PIXELS = 1 << 24  # pixels after resizing the shorter side (a 256 x 65,536 strip; 48 MiB of RGB)
+MAX_INPUT_SIZE = 1024  # a model's input side (the toolkit converts 32..1024)
+MAX_BATCH_PIXELS = 1 << 24  # pixels of one evaluation batch (50 x 224 x 224 is 2.5M)
+
+
+class ImageTooLarge(ValueError):
+    """An image whose resize would pass the bounds: skipped and named as an unreadable one is."""
+
+
+class InputSizeError(AmcError):
+    """A model's declared input size is beyond what preprocessing will build (exit 2)."""
+
+
+def check_input_size(size: int, what: str = "the model's input") -> int:
+    """`size`, or InputSizeError when it is not 1..MAX_INPUT_SIZE (every image would be resized
+    to int(size / 0.875) on its shorter side)."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_INPUT_SIZE:
+        resize = f" (every image resized to {int(size / CROP_FRACTION)} on its shorter side)" \
+            if isinstance(size, int) and size > MAX_INPUT_SIZE else ""
+        raise InputSizeError(f"{what} is {size}x{size}{resize}, beyond the limit of {MAX_INPUT_SIZE}x{MAX_INPUT_SIZE}; "
+                             "refused before preprocessing any image")
+    return size
+
+
+def check_resize(width: int, height: int, prep: "Preprocessing") -> tuple[int, int]:
+    """(height, width) after resizing the shorter side to `prep.resize_size`, or ImageTooLarge when
+    the image's decoded pixels, its aspect ratio or the resized pixel count pass the bounds. The
+    one check of decoding and resize amplification, made from the header before decoding
+    (`check_image`, `pil_open`) and before every resize (`pil_crop`)."""
+    if width < 1 or height < 1:
+        raise ImageTooLarge(f"{width}x{height} image: no pixels")
+    if width * height > MAX_DECODED_PIXELS:
+        raise ImageTooLarge(f"{width}x{height} image: {width * height:,} pixels to decode, over the limit of "
+                            f"{MAX_DECODED_PIXELS:,}")
+    ratio = max(width, height) / min(width, height)
+    new_h, new_w = resized_shape(height, width, prep.resize_size)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageTooLarge(f"{width}x{height} image: aspect ratio {ratio:.0f}:1, over the limit of {MAX_ASPECT_RATIO}:1 "
+                            f"(resizing its shorter side to {prep.resize_size} would give {new_w}x{new_h})")
+    if new_h * new_w > MAX_RESIZED_PIXELS:
+        raise ImageTooLarge(f"{width}x{height} image: resizing its shorter side to {prep.resize_size} gives {new_w}x{new_h} "
+                            f"({new_w * new_h:,} pixels), over the limit of {MAX_RESIZED_PIXELS:,}")
+    return new_h, new_w
+
+
+def batch_limit(batch_size: int, size: int) -> int:
+    """`batch_size`, lowered so one batch of size x size images stays within MAX_BATCH_PIXELS."""
+    return max(1, min(batch_size, MAX_BATCH_PIXELS // max(1, size * size)))
 
 
 @dataclass(frozen=True)
@@ -37,7 +91,9 @@ class Preprocessing:
 
     @classmethod
     def for_input_size(cls, size: int, **kwargs) -> "Preprocessing":
-        """The eval transform of a model with this input size: resize to int(size / 0.875)."""
+        """The eval transform of a model with this input size: resize to int(size / 0.875).
+        A size beyond MAX_INPUT_SIZE is refused (InputSizeError)."""
+        size = check_input_size(int(size) if not isinstance(size, bool) else size)
         return cls(size=size, resize_size=int(size / CROP_FRACTION), **kwargs)
 
     def to_dict(self) -> dict:
@@ -60,9 +116,11 @@ def crop_offsets(height: int, width: int, size: int) -> tuple[int, int]:
 
 # --- pil -------------------------------------------------------------------------------
 
-def pil_open(source):
+def pil_open(source, prep: "Preprocessing | None" = None):
     """A PIL image in RGB from a path or encoded bytes (grayscale, CMYK, palette and alpha
-    images are converted as torchvision's default loader does: `Image.convert("RGB")`)."""
+    images are converted as torchvision's default loader does: `Image.convert("RGB")`). With
+    `prep`, an image whose resize would pass the bounds is refused (ImageTooLarge) from its
+    header, before it is decoded."""
     from PIL import Image
 
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -70,6 +128,8 @@ def pil_open(source):
     else:
         check_regular_file(source)
     with Image.open(source) as img:
+        if prep is not None:
+            check_resize(*img.size, prep)
         return img.convert("RGB")
 
 
@@ -83,12 +143,11 @@ def check_regular_file(path) -> None:
         raise ValueError("not a regular file (a device, FIFO or socket)")
 
 
-def check_pixels(source):
-    """`source` (a path or encoded bytes) unchanged, or PIL's DecompressionBombError when its
-    header gives more pixels than PIL decodes (2 x Image.MAX_IMAGE_PIXELS, the limit `pil_open`
-    applies). Only the header is read (PIL.Image.open is lazy); a file PIL cannot identify passes
-    (the tf decoder judges it). The `tf` path checks this before decoding, so both paths skip
-    the same images. A path must name a regular file (`check_regular_file`)."""
+def check_image(source, prep: "Preprocessing | None" = None):
+    """`source` (a path or encoded bytes) unchanged, after reading only its header: PIL's
+    DecompressionBombError over PIL's pixel limit, and with `prep` ImageTooLarge when resizing it
+    would pass the bounds (`check_resize`). A file PIL cannot identify passes (the tf decoder
+    judges it). The `tf` path calls this before decoding, so both paths skip the same images."""
     from PIL import Image
 
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -97,13 +156,20 @@ def check_pixels(source):
         check_regular_file(source)
         stream = source
     try:
-        with Image.open(stream):
-            pass
+        with Image.open(stream) as img:
+            size = img.size
     except Image.DecompressionBombError:
         raise
     except Exception:  # noqa: BLE001 - not PIL's to judge here
-        pass
+        return source
+    if prep is not None:
+        check_resize(*size, prep)
     return source
+
+
+def check_pixels(source):
+    """`check_image` without a preprocessing: PIL's pixel limit only (DecompressionBombError)."""
+    return check_image(source, None)
 
 
 def pil_crop(image, prep: Preprocessing) -> np.ndarray:
@@ -111,7 +177,7 @@ def pil_crop(image, prep: Preprocessing) -> np.ndarray:
     from PIL import Image
 
     width, height = image.size
-    new_h, new_w = resized_shape(height, width, prep.resize_size)
+    new_h, new_w = check_resize(width, height, prep)
     if (new_h, new_w) != (height, width):
         image = image.resize((new_w, new_h), Image.BILINEAR)
     top, left = crop_offsets(new_h, new_w, prep.size)
@@ -120,7 +186,7 @@ def pil_crop(image, prep: Preprocessing) -> np.ndarray:
 
 
 def pil_load_crop(source, prep: Preprocessing) -> np.ndarray:
-    return pil_crop(pil_open(source), prep)
+    return pil_crop(pil_open(source, prep), prep)
 
 
 def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:

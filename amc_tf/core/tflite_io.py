@@ -18,11 +18,12 @@ from amc_tf.core.errors import ModelFileError
 
 def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
                      preserve_all_tensors: bool = False):
-    """The in-process LiteRT Interpreter loader, for models amc-tf has just written itself (a
-    model from outside runs in a child process: amc_tf.core.litert_worker). Tensors allocated,
-    LiteRT's XNNPACK notice silenced in quiet mode, and a file LiteRT cannot load (not a
-    flatbuffer, a valid header with garbage inside, unknown ops) a `ModelFileError`.
-    `delegates=False` disables the default XNNPACK delegate (the built-in reference kernels)."""
+    """The in-process LiteRT Interpreter loader (a model from outside runs it in a child process:
+    amc_tf.core.litert_worker): the flatbuffer's declared sizes bounded first
+    (amc_tf/core/tflite_bounds.py), tensors allocated, LiteRT's XNNPACK notice silenced in quiet
+    mode, and a file LiteRT cannot load (not a flatbuffer, a valid header with garbage inside,
+    unknown ops) a `ModelFileError`. `delegates=False` disables the default XNNPACK delegate
+    (the built-in reference kernels)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from amc_tf.core.quiet import silenced
@@ -36,6 +37,9 @@ def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
     where = "the model" if in_memory else os.fspath(path_or_bytes)
     if not in_memory and not os.path.isfile(where):
         raise ModelFileError(f"{where}: {'not a regular file' if os.path.exists(where) else 'no such .tflite file'}")
+    from amc_tf.core.tflite_bounds import check_allocated, check_model
+
+    check_model(path_or_bytes)  # declared tensor sizes bounded before LiteRT allocates them
     try:
         if in_memory:
             interp = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
@@ -46,6 +50,7 @@ def load_interpreter(path_or_bytes, *, threads: int = 1, delegates: bool = True,
     except (ValueError, RuntimeError) as exc:
         detail = " ".join(str(exc).split())[:200]
         raise ModelFileError(f"{where}: not a loadable .tflite ({detail})") from None
+    check_allocated(interp, where, len(path_or_bytes) if in_memory else os.path.getsize(where))
     return interp
 
 

@@ -21,7 +21,7 @@ from amc_tf.core.agreement import accuracy, agreement
 from amc_tf.core.errors import AmcError
 from amc_tf.core.fileutil import sha256_file
 from amc_tf.core.outdir import read_outdir
-from amc_tf.core.preprocess import Preprocessing
+from amc_tf.core.preprocess import Preprocessing, check_input_size
 
 @dataclass
 class Candidate:
@@ -114,6 +114,7 @@ def measure_agreement(cands: list[Candidate], images: Images, progress: Callable
     rows = []
     for c in cands:
         with TFLiteModel(c.model) as model:
+            check_input_size(model.input_size, f"{c.model}: the model's input")
             x, kept = images.get(model.input_size)
             progress(f"{c.name}: {c.mode} and fp32 on {len(x)} images")
             key = sha256_file(c.fp32)

@@ -134,7 +134,10 @@ def preprocessing_for(model: Backend, input_size: int | None = None) -> Preproce
     size = input_size or model.input_size or 224
     if model.input_size is not None and input_size is not None and input_size != model.input_size:
         raise ModelError(f"{model.path} takes {model.input_size}x{model.input_size} inputs, not --input-size {input_size}")
-    return Preprocessing.for_input_size(size)
+    try:
+        return Preprocessing.for_input_size(size)
+    except AmcError as exc:  # InputSizeError: name the model
+        raise ModelError(f"{model.path}: {exc}") from None
 
 
 # --- the image pipeline ----------------------------------------------------------------
@@ -145,7 +148,7 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
     Unreadable images are dropped (their index is missing) unless `strict`."""
     import tensorflow as tf
 
-    from amc_tf.core.preprocess import check_pixels, pil_load_crop, pil_open, tf_crop, tf_decode
+    from amc_tf.core.preprocess import check_image, pil_load_crop, pil_open, tf_crop, tf_decode
 
     raw = feed == "raw"
     if dataset.records:
@@ -164,7 +167,7 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
 
     if mode == "tf":
         def checked(src):  # the pil path's checks, from the header, before tf reads or allocates the image
-            check_pixels(src if from_bytes else src.decode())
+            check_image(src if from_bytes else src.decode(), prep)
             return src
 
         def decode(i, src, y):
@@ -176,7 +179,7 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
         def load(src):
             src = src if from_bytes else src.decode()
             try:
-                return np.asarray(pil_open(src), np.uint8) if raw else pil_load_crop(src, prep)
+                return np.asarray(pil_open(src, prep), np.uint8) if raw else pil_load_crop(src, prep)
             except Exception as exc:  # any decoder error: the image is unreadable
                 raise ValueError(f"unreadable image: {exc}") from None
 
@@ -216,10 +219,11 @@ def evaluate(model: Backend, dataset: Dataset, *, mode: str = "pil", batch_size:
     `pil` preprocessing of image files runs without TensorFlow (amc_tf.services.pilfeed); `tf`
     preprocessing and TFRecords use a tf.data pipeline. Every skipped image is named in
     the result's `skipped_files` ({"file", "error"}); with `strict` the first one stops the run."""
-    from amc_tf.core.preprocess import normalize
+    from amc_tf.core.preprocess import batch_limit, normalize
 
     labels, offset = dataset.model_labels(model.num_classes, labels_offset)
     prep = preprocessing_for(model, input_size)
+    batch_size = batch_limit(batch_size, prep.size)  # a batch's pixels bounded (large inputs: smaller batches)
     total = len(dataset.files) if dataset.files else None
     if total is not None and limit is not None:
         total = min(total, limit)
@@ -296,8 +300,8 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
         for i in range(expected, upto):
             name = _item_name(dataset, i)
             if strict:
-                raise UnreadableImage(f"unreadable image {name}: {_skip_reason(dataset, i)} ({STRICT_HINT})")
-            skipped.append({"file": name, "error": _skip_reason(dataset, i)})
+                raise UnreadableImage(f"unreadable image {name}: {_skip_reason(dataset, i, prep)} ({STRICT_HINT})")
+            skipped.append({"file": name, "error": _skip_reason(dataset, i, prep)})
 
     for index, pixels, y in pipeline:
         index = index.numpy()
@@ -309,14 +313,15 @@ def _batches(dataset: Dataset, labels, offset: int, mode: str, prep: Preprocessi
     gap(count if limit is None else min(count, limit))
 
 
-def _skip_reason(dataset: Dataset, i: int) -> str:
-    """Why tf.data dropped item i: over the pixel limit (named as the pil path names it), or undecodable."""
+def _skip_reason(dataset: Dataset, i: int, prep: Preprocessing) -> str:
+    """Why tf.data dropped item i: over the pixel or resize bounds (named as the pil path names
+    it), or undecodable."""
     if dataset.files:
         from amc_tf.services.pilfeed import describe
-        from amc_tf.core.preprocess import check_pixels
+        from amc_tf.core.preprocess import check_image
 
         try:
-            check_pixels(dataset.files[i])
+            check_image(dataset.files[i], prep)
         except Exception as exc:  # noqa: BLE001 - DecompressionBombError
             return describe(exc)
     return "could not be decoded"

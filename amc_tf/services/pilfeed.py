@@ -2,7 +2,8 @@
 PIL in a few threads (PIL releases the GIL while it decodes and resizes), delivered in
 dataset order as (indices, uint8 pixels, labels) batches.
 
-An image that cannot be decoded is named: `on_skip(path, reason)` is called and the
+An image that cannot be decoded, or whose resize would pass the bounds
+(`preprocess.check_resize`, from its header), is named: `on_skip(path, reason)` is called and the
 image is left out, or with `strict` an `UnreadableImage` naming the file stops the run.
 """
 
@@ -40,7 +41,7 @@ def pil_batches(files: list[str], labels: np.ndarray, prep: Preprocessing, *, ra
     from amc_tf.core.preprocess import pil_load_crop, pil_open
 
     def load(path: str) -> np.ndarray:
-        return np.asarray(pil_open(path), np.uint8) if raw else pil_load_crop(path, prep)
+        return np.asarray(pil_open(path, prep), np.uint8) if raw else pil_load_crop(path, prep)
 
     n = len(files) if limit is None else min(limit, len(files))
     size = 1 if raw else batch_size
