@@ -101,6 +101,13 @@ def _root_problem(root: Path) -> str | None:
     return None
 
 
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 def check_root(raw: str) -> Path:
     """The resolved --root: not empty, not / or a system directory itself, and either missing,
     empty or an earlier emulator root (see _root_problem); never a symbolic link."""
@@ -205,7 +212,7 @@ class Sandbox:
                 try:
                     nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
-                    if exc.errno == errno.ELOOP:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, fd):
                         raise PermissionError(errno.EACCES, "Permission denied (a symbolic link on the way)",
                                               name) from None
                     raise
