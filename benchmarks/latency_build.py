@@ -283,7 +283,11 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
     lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    lut.save(out)
+    try:
+        lut.save(out, overwrite=force)
+    except FileExistsError:
+        raise OutputExistsError(f"{out} was created by another process while the LUT was built; it was left as "
+                                f"it is (the measured points are in {partial.path}): pass --force to replace it") from None
     partial.path.unlink(missing_ok=True)
     return lut
 

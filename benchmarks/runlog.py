@@ -195,8 +195,9 @@ def glob_escape(s: str) -> str:
     return re.sub(r"([*?\[\]])", r"[\1]", s)
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`."""
+def atomic_write(path: Path, data: str | bytes, overwrite: bool = True) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path` (without
+    `overwrite`: FileExistsError if `path` exists by then, and it is left as it is)."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -206,7 +207,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        from amc_tf.core.fileutil import publish
+
+        publish(tmp, path, overwrite=overwrite)
     except BaseException:
         try:
             os.unlink(tmp)

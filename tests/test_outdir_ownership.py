@@ -193,3 +193,28 @@ def test_write_file_never_replaces_nor_writes_through_a_link(tmp_path):
         publish(tmp_path / "d", tmp_path / "e")
     publish(tmp_path / "d", tmp_path / "f")
     assert (tmp_path / "f").is_dir() and not (tmp_path / "d").exists()
+
+
+# --- single-file outputs: one that appears while the command runs is kept ---
+
+def test_a_lut_file_created_while_the_build_runs_is_kept(tmp_path):
+    from bench_helpers import install_fake
+
+    bm = install_fake("benchmark_model", tmp_path / "build")
+    work = tmp_path / "w"
+    work.mkdir()
+    env = dict(child_env(), FAKE_BM_SLEEP="3", FAKE_BM_SLEEP_AT="2")
+    proc = subprocess.Popen(cli_command("latency", "build", "-o", "lut.json", "--grid", "tiny", "--family", "v1",
+                                        "--input-size", "32", "--no-calibrate", "-q", "--benchmark-binary", bm),
+                            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    calls = bm.parent / ".fake_bm_calls.jsonl"
+    deadline = time.monotonic() + 120
+    while not (calls.exists() and len(calls.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (work / "lut.json").write_text("mine")  # another process writes the output name meanwhile
+    code, lines = _finish(proc)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0] == ("error: lut.json was created by another process while the LUT was built; it was left as "
+                        "it is (the measured points are in lut.json.partial.json): pass --force to replace it")
+    assert (work / "lut.json").read_text() == "mine"
+    assert sorted(p.name for p in work.iterdir()) == ["lut.json", "lut.json.partial.json"]

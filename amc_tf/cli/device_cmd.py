@@ -126,7 +126,10 @@ def benchmark_binary(out, force):
         raise AmcError(f"{path} exists (use --force to replace it)")
     if not path.parent.is_dir():
         raise AmcError(f"directory {path.parent} does not exist")
-    atomic_write(path, wrapper_script(sys.executable))
+    try:
+        atomic_write(path, wrapper_script(sys.executable), overwrite=force)
+    except FileExistsError:
+        raise AmcError(f"{path} exists (use --force to replace it)") from None
     path.chmod(0o755)
     click.echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
 
