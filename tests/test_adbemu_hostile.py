@@ -232,6 +232,38 @@ def test_a_process_that_never_reads_stdin_holds_a_bounded_buffer(emu):
     assert "WRTE before the OKAY of the last one; closing it" in dev.text()
 
 
+def _sleepers(seconds: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{seconds}\0".encode():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_host_hanging_up_on_a_stuck_process_ends_it(emu):
+    dev = emu()
+    host = Host(dev.port, timeout=30)
+    host.connect()
+    local, okay = host.open("shell,v2,raw:sleep 61")
+    chunk = wire.shell_packet(wire.SHELL_STDIN, bytes(wire.MAX_PAYLOAD - 5))
+    host.sock.settimeout(2.0)
+    while True:  # fill its buffer until the device withholds the OKAY
+        host.send(wire.A_WRTE, local, okay.arg0, chunk)
+        try:
+            assert host.recv().command == wire.A_OKAY
+        except socket.timeout:
+            break
+    assert _sleepers("61")
+    host.send(wire.A_CLSE, local, okay.arg0)
+    deadline = time.monotonic() + 10
+    while _sleepers("61") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sleepers("61")  # SIGHUP, as adbd sends it, not left to sleep with 1 MiB held
+
+
 # -- connections --------------------------------------------------------------------------
 def test_an_idle_unauthenticated_connection_is_closed_an_online_one_is_not(emu):
     dev = emu("--handshake-timeout", "1")

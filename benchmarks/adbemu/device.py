@@ -47,6 +47,7 @@ class Stream:
         self.buffered = 0  # bytes in inbox
         self.ack_owed = False  # a WRTE arrived and its OKAY waits for room
         self.block = threading.Lock()
+        self.on_stuck_hangup: Callable[[], None] | None = None
 
     def deliver(self, data: bytes) -> None:
         """A WRTE from the host (the connection's reader thread)."""
@@ -61,6 +62,8 @@ class Stream:
                 self.inbox.put(data)
                 ack = self.buffered <= STREAM_BUFFER and dev.buffered <= DEVICE_BUFFER
                 self.ack_owed = not ack
+                if self.ack_owed:
+                    dev.owed.add(self)
         if violation:
             dev.say(f"stream {self.local_id}: WRTE before the OKAY of the last one; closing it")
             self.close()
@@ -73,16 +76,23 @@ class Stream:
             return None
         chunk = self.inbox.get()
         if chunk:
-            dev = self.conn.device
             with self.block:
                 self.buffered -= len(chunk)
-                dev.account(-len(chunk))
-                ack = self.ack_owed and self.buffered <= STREAM_BUFFER // 2 and dev.buffered <= DEVICE_BUFFER
-                if ack:
-                    self.ack_owed = False
-            if ack and not self.closed.is_set():
-                self.conn.send(wire.Message(wire.A_OKAY, self.local_id, self.remote_id))
+                self.conn.device.account(-len(chunk))
+            self.conn.device.pay_owed()
         return chunk
+
+    def pay_owed(self) -> bool:
+        """Send the OKAY this stream owes if it has room now; True when it owes none any more."""
+        dev = self.conn.device
+        with self.block:
+            ack = self.ack_owed and self.buffered <= STREAM_BUFFER // 2 and dev.buffered <= DEVICE_BUFFER
+            if ack:
+                self.ack_owed = False
+            done = not self.ack_owed
+        if ack and not self.closed.is_set():
+            self.conn.send(wire.Message(wire.A_OKAY, self.local_id, self.remote_id))
+        return done
 
     def _drain(self) -> None:
         """Forget the byte count of what the service will never read (the stream ended)."""
@@ -90,8 +100,10 @@ class Stream:
             dropped = self.buffered
             self.buffered = 0
             self.ack_owed = False
+        self.conn.device.owed.discard(self)
         if dropped:
             self.conn.device.account(-dropped)
+            self.conn.device.pay_owed()
 
     def write(self, data: bytes) -> bool:
         step = self.conn.max_payload
@@ -117,10 +129,13 @@ class Stream:
         self._drain_later()
 
     def hangup(self) -> None:
-        """The host ended the stream (CLSE from it, or the connection dropped)."""
+        """The host ended the stream (CLSE from it, or the connection dropped). If its service is
+        stuck with a full buffer (a process not reading its stdin), `on_stuck_hangup` ends it."""
         self.closed.set()
         self.acked.set()
         self.inbox.put(None)
+        if self.ack_owed and self.on_stuck_hangup is not None:
+            self.on_stuck_hangup()
 
     def _drain_later(self) -> None:
         """Our side ended the stream: the service reads no more, so its queued data is dropped
@@ -302,6 +317,7 @@ class EmulatedDevice:
         self.say = say or (lambda _m: None)
         self.handshake_timeout, self.max_connections, self.max_streams = handshake_timeout, max_connections, max_streams
         self.buffered = 0  # bytes received on all streams and not yet read by their services
+        self.owed: set[Stream] = set()  # streams whose last WRTE waits for its OKAY
         self._blk = threading.Lock()
         from amc_tf.benchmarks.adbemu.reaper import ProcessGroups
 
@@ -317,6 +333,13 @@ class EmulatedDevice:
     def account(self, n: int) -> None:
         with self._blk:
             self.buffered += n
+
+    def pay_owed(self) -> None:
+        """Some buffer was freed: every stream that owes its host an OKAY and has room now sends it
+        (a stream held back by the device-wide budget waits for others to read, not for itself)."""
+        for stream in list(self.owed):
+            if stream.pay_owed():
+                self.owed.discard(stream)
 
     def serve_forever(self) -> None:
         """Accept connections until stop(). A failing accept() (EMFILE: out of file descriptors,

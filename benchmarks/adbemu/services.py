@@ -47,6 +47,9 @@ def run_shell(stream, sandbox: Sandbox, command: str, v2: bool, procs: set | Non
     if procs is not None:
         procs.add(proc)
     finished = threading.Event()
+    # the host hung up while the process was not reading its stdin (the buffer full): SIGHUP now,
+    # as adbd does, so the feeder's blocked write ends and the buffered data is freed
+    stream.on_stuck_hangup = lambda: _kill_group(proc, signal.SIGHUP)
 
     def pump(fh, kind):
         while True:
