@@ -8,6 +8,7 @@ are missing and why.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -129,17 +130,58 @@ def claim_logdir(logdir: Path, names: list[str], force: bool, staged: bool = Fal
         logdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AmcError(f"cannot create log directory {logdir}: {exc.strerror}") from None
+    locks = []
+    if staged:
+        try:
+            locks = [_name_lock(logdir, n) for n in names]
+        except BaseException:
+            for lk in locks:
+                lk.close()
+            if created:
+                try:
+                    logdir.rmdir()
+                except OSError:
+                    pass
+            raise
     old = [p for n in names for p in _traces(logdir, n)] if force else []
     if not staged:
         for p in old:
             p.unlink()
         return None
     claim = LogClaim(logdir, names, created)
+    claim.locks = locks
     if old:
         claim.stash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=logdir))
         for p in old:
             os.replace(p, claim.stash / p.name)
     return claim
+
+
+def _name_lock(logdir: Path, name: str):
+    """Hold the (LOGDIR, name) pair for this process: a unix socket bound to an abstract address
+    (Linux) named after LOGDIR's device and inode and a hash of the name. A second bench of the same
+    name into the same LOGDIR cannot bind it and fails at once (exit 2) instead of replacing the
+    first one's logs; the address is freed when the socket closes or the process dies (SIGKILL
+    too), and no lock file is left in LOGDIR. Returns the socket (None where there is no abstract
+    namespace: no lock there)."""
+    import hashlib
+    import socket
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    st = os.stat(logdir)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(f"\0amc-tf-bench:{st.st_dev}:{st.st_ino}:{digest}")
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OutputExistsError(f"another amc-tf bench is writing logs named {name} in {logdir}; wait for it "
+                                    "to finish or choose another --name/--logdir") from None
+        return None
+    return sock
 
 
 def _traces(logdir: Path, name: str) -> list[Path]:
@@ -156,16 +198,26 @@ class LogClaim:
     def __init__(self, logdir: Path, names: list[str], created: bool):
         self.logdir, self.names, self.created = logdir, list(names), created
         self.stash: Path | None = None
+        self.locks: list = []  # per-name locks (_name_lock), released when the claim ends
+
+    def _unlock(self) -> None:
+        for lk in self.locks:
+            if lk is not None:
+                lk.close()
+        self.locks = []
 
     def __enter__(self) -> "LogClaim":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         """Leaving the block normally commits; an exception (an interrupt too) rolls back."""
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self._unlock()
 
     def commit(self) -> None:
         if self.stash is not None:

@@ -218,3 +218,32 @@ def test_a_lut_file_created_while_the_build_runs_is_kept(tmp_path):
                         "it is (the measured points are in lut.json.partial.json): pass --force to replace it")
     assert (work / "lut.json").read_text() == "mine"
     assert sorted(p.name for p in work.iterdir()) == ["lut.json", "lut.json.partial.json"]
+
+
+def test_two_benches_of_one_name_into_one_logdir_one_fails_at_once(tmp_path):
+    from adb_helpers import tiny_tflite
+    from bench_helpers import install_fake
+
+    model = tiny_tflite(tmp_path / "tiny.tflite")
+    bm = install_fake("benchmark_model", tmp_path / "build")
+    logdir = tmp_path / "logs"
+    env = dict(child_env(), FAKE_BM_SLEEP="4", FAKE_BM_SLEEP_AT="1")
+
+    def bench(name):
+        return subprocess.Popen(cli_command("bench", model, "--benchmark-binary", bm, "--logdir", logdir, "--name",
+                                            name, "--warmup", "1", "--runs", "1", "--repeats", "2", "-q"),
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    first = bench("m")
+    calls = bm.parent / ".fake_bm_calls.jsonl"
+    deadline = time.monotonic() + 120
+    while not calls.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    other = bench("other")  # another name in the same LOGDIR is not held up
+    code, lines = _finish(bench("m"))
+    assert first.poll() is None, "the first bench ended before the second was refused: test too slow"
+    assert code == 2 and lines == [f"error: another amc-tf bench is writing logs named m in {logdir}; wait for it "
+                                   "to finish or choose another --name/--logdir"], lines
+    assert _finish(first)[0] == 0 and _finish(other)[0] == 0
+    assert sorted(p.name for p in logdir.iterdir()) == ["m.bench.json", "m_run1.txt", "m_run2.txt",
+                                                         "other.bench.json", "other_run1.txt", "other_run2.txt"]
