@@ -130,6 +130,8 @@ class Sandbox:
     def __init__(self, root: Path, props: dict[str, str]):
         if not str(root).strip():
             raise AmcError("--root must not be empty (give a new or empty directory for the device's storage)")
+        if os.path.islink(os.path.abspath(root)):
+            raise AmcError(f"--root {os.path.abspath(root)} is a symbolic link; give the real directory")
         root = Path(root).resolve()
         if not SAFE_ROOT.match(str(root)):
             raise AmcError(f"--root {root}: use a path of letters, digits and ._/+- only "
@@ -145,6 +147,7 @@ class Sandbox:
         """Create (or re-check) the root, its folders, the marker and getprop. Everything is made
         through directory fds with O_NOFOLLOW: a link planted in the root is refused, never
         written through."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.mkdir(self.root)
         except FileExistsError:
