@@ -316,3 +316,34 @@ def test_accept_failing_with_emfile_does_not_end_the_server(emu):
     host = Host(dev.port)
     assert host.connect().command == wire.A_CNXN  # the server went on
     assert dev.proc.poll() is None and "--max-seconds" not in dev.text()
+
+
+# -- the acknowledgement rule itself, in-process with small budgets --------------------------
+def test_okay_waits_for_room_in_the_stream_and_in_the_device(tmp_path, monkeypatch):
+    from amc_tf.benchmarks.adbemu import device as devmod
+    from amc_tf.benchmarks.adbemu.sandbox import Sandbox
+
+    monkeypatch.setattr(devmod, "STREAM_BUFFER", 100)
+    monkeypatch.setattr(devmod, "DEVICE_BUFFER", 150)
+    dev = devmod.EmulatedDevice(Sandbox(tmp_path / "r", {}), port=0)
+    try:
+        sent = []
+        conn = devmod.Connection(None, dev)
+        conn.send = lambda msg: sent.append((msg.name, msg.arg0)) or True
+        a, b, c = (devmod.Stream(conn, k, 10 + k) for k in (1, 2, 3))
+        a.deliver(b"a" * 60)
+        a.deliver(b"a" * 60)  # 120 > 100 unread in the stream: no OKAY
+        b.deliver(b"b" * 50)  # 170 > 150 in the device: no OKAY
+        c.deliver(b"c" * 10)
+        assert sent == [("OKAY", 1)] and a.ack_owed and b.ack_owed and c.ack_owed
+        assert c.read() == b"c" * 10  # c has room now, the device not (170): c waits for others to read
+        assert sent == [("OKAY", 1)] and dev.buffered == 170
+        assert a.read() == b"a" * 60  # the device holds 110: b and c get their OKAY, a (60 > 50 unread) not yet
+        assert sent == [("OKAY", 1), ("OKAY", 2), ("OKAY", 3)]
+        assert a.read() == b"a" * 60
+        assert sent[-1] == ("OKAY", 1) and dev.owed == set()
+        a.deliver(b"a" * 101)
+        a.deliver(b"a")  # another WRTE before the OKAY of the last: the stream is closed, its data freed
+        assert sent[-1] == ("CLSE", 1) and dev.buffered == 50
+    finally:
+        dev.stop()
