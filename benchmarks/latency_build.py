@@ -228,6 +228,24 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to replace it")
+    from amc_tf.core.fileutil import hold_name
+
+    try:  # one build per output (and its partial file) at a time
+        held = hold_name(out.parent, out.name, "lut")
+    except BlockingIOError:
+        raise OutputExistsError(f"another amc-tf latency build is writing {out}; wait for it to finish or "
+                                "choose another -o") from None
+    except OSError:
+        held = None
+    try:
+        return _build_lut(out, timer, families, input_size, tiny, calibrate, force, progress, save_every_s, note)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: bool, calibrate: bool, force: bool,
+               progress, save_every_s: float, note) -> LatencyLut:
     fingerprint = timer.fingerprint()
     plan = grid_plan(families, input_size, tiny)
     points = plan_points(plan, tiny)

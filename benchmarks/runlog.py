@@ -8,7 +8,6 @@ are missing and why.
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -158,30 +157,15 @@ def claim_logdir(logdir: Path, names: list[str], force: bool, staged: bool = Fal
 
 
 def _name_lock(logdir: Path, name: str):
-    """Hold the (LOGDIR, name) pair for this process: a unix socket bound to an abstract address
-    (Linux) named after LOGDIR's device and inode and a hash of the name. A second bench of the same
-    name into the same LOGDIR cannot bind it and fails at once (exit 2) instead of replacing the
-    first one's logs; the address is freed when the socket closes or the process dies (SIGKILL
-    too), and no lock file is left in LOGDIR. Returns the socket (None where there is no abstract
-    namespace: no lock there)."""
-    import hashlib
-    import socket
-    import sys
+    """Hold (LOGDIR, name) while this bench runs (fileutil.hold_name): a second bench of the same
+    name into the same LOGDIR fails at once (exit 2) instead of replacing the first one's logs."""
+    from amc_tf.core.fileutil import hold_name
 
-    if not sys.platform.startswith("linux"):
-        return None
-    st = os.stat(logdir)
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(f"\0amc-tf-bench:{st.st_dev}:{st.st_ino}:{digest}")
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise OutputExistsError(f"another amc-tf bench is writing logs named {name} in {logdir}; wait for it "
-                                    "to finish or choose another --name/--logdir") from None
-        return None
-    return sock
+        return hold_name(logdir, name, "bench")
+    except BlockingIOError:
+        raise OutputExistsError(f"another amc-tf bench is writing logs named {name} in {logdir}; wait for it "
+                                "to finish or choose another --name/--logdir") from None
 
 
 def _traces(logdir: Path, name: str) -> list[Path]:

@@ -197,13 +197,13 @@ def test_write_file_never_replaces_nor_writes_through_a_link(tmp_path):
 
 # --- single-file outputs: one that appears while the command runs is kept ---
 
-def test_a_lut_file_created_while_the_build_runs_is_kept(tmp_path):
+def test_a_second_lut_build_is_refused_and_a_lut_file_created_meanwhile_is_kept(tmp_path):
     from bench_helpers import install_fake
 
     bm = install_fake("benchmark_model", tmp_path / "build")
     work = tmp_path / "w"
     work.mkdir()
-    env = dict(child_env(), FAKE_BM_SLEEP="3", FAKE_BM_SLEEP_AT="2")
+    env = dict(child_env(), FAKE_BM_SLEEP="8", FAKE_BM_SLEEP_AT="2")
     proc = subprocess.Popen(cli_command("latency", "build", "-o", "lut.json", "--grid", "tiny", "--family", "v1",
                                         "--input-size", "32", "--no-calibrate", "-q", "--benchmark-binary", bm),
                             cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -211,6 +211,11 @@ def test_a_lut_file_created_while_the_build_runs_is_kept(tmp_path):
     deadline = time.monotonic() + 120
     while not (calls.exists() and len(calls.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
         time.sleep(0.05)
+    second = subprocess.run(cli_command("latency", "build", "-o", "lut.json", "--grid", "tiny", "--family", "v1",
+                                        "--input-size", "32", "--no-calibrate", "-q", "--force", "--benchmark-binary",
+                                        bm), cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and second.stderr.splitlines() == [
+        "error: another amc-tf latency build is writing lut.json; wait for it to finish or choose another -o"]
     (work / "lut.json").write_text("mine")  # another process writes the output name meanwhile
     code, lines = _finish(proc)
     assert code == 2 and len(lines) == 1, lines
@@ -227,7 +232,7 @@ def test_two_benches_of_one_name_into_one_logdir_one_fails_at_once(tmp_path):
     model = tiny_tflite(tmp_path / "tiny.tflite")
     bm = install_fake("benchmark_model", tmp_path / "build")
     logdir = tmp_path / "logs"
-    env = dict(child_env(), FAKE_BM_SLEEP="4", FAKE_BM_SLEEP_AT="1")
+    env = dict(child_env(), FAKE_BM_SLEEP="12", FAKE_BM_SLEEP_AT="1")
 
     def bench(name):
         return subprocess.Popen(cli_command("bench", model, "--benchmark-binary", bm, "--logdir", logdir, "--name",
@@ -247,3 +252,17 @@ def test_two_benches_of_one_name_into_one_logdir_one_fails_at_once(tmp_path):
     assert _finish(first)[0] == 0 and _finish(other)[0] == 0
     assert sorted(p.name for p in logdir.iterdir()) == ["m.bench.json", "m_run1.txt", "m_run2.txt",
                                                          "other.bench.json", "other_run1.txt", "other_run2.txt"]
+
+
+def test_hold_name_is_exclusive_per_folder_and_name_and_freed_on_close(tmp_path):
+    from amc_tf.core.fileutil import hold_name
+
+    first = hold_name(tmp_path, "lut.json", "lut")
+    assert first is not None
+    with pytest.raises(BlockingIOError):
+        hold_name(tmp_path, "lut.json", "lut")
+    other = hold_name(tmp_path, "other.json", "lut")  # another name in the same folder is free
+    first.close()
+    hold_name(tmp_path, "lut.json", "lut").close()  # freed
+    other.close()
+    assert list(tmp_path.iterdir()) == []  # no lock file

@@ -111,3 +111,28 @@ def write_file(path: str | os.PathLike, data: bytes | str, *, overwrite: bool = 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def hold_name(folder: str | os.PathLike, name: str, kind: str):
+    """Hold the pair (`folder`, `name`) for this process, for outputs that are not a folder of
+    their own (a bench's logs of one name, a LUT file and its partial file): a unix socket bound to
+    an abstract address (Linux) named after the folder's device and inode, `kind` and a hash of
+    `name`. Returns the socket (close it to let go; the kernel frees it when the process dies,
+    SIGKILL too; no lock file is left), None where there is no abstract namespace (no lock), or
+    raises BlockingIOError when another process holds the pair."""
+    import socket
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    st = os.stat(folder)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | getattr(socket, "SOCK_CLOEXEC", 0))
+    try:
+        sock.bind(f"\0amc-tf-{kind}:{st.st_dev}:{st.st_ino}:{digest}")
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BlockingIOError(errno.EWOULDBLOCK, f"held by another process: {name}") from None
+        return None
+    return sock
