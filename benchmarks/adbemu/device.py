@@ -63,7 +63,7 @@ class Stream:
                 ack = self.buffered <= STREAM_BUFFER and dev.buffered <= DEVICE_BUFFER
                 self.ack_owed = not ack
                 if self.ack_owed:
-                    dev.owed.add(self)
+                    dev.owed[self] = None
         if violation:
             dev.say(f"stream {self.local_id}: WRTE before the OKAY of the last one; closing it")
             self.close()
@@ -100,7 +100,7 @@ class Stream:
             dropped = self.buffered
             self.buffered = 0
             self.ack_owed = False
-        self.conn.device.owed.discard(self)
+        self.conn.device.owed.pop(self, None)
         if dropped:
             self.conn.device.account(-dropped)
             self.conn.device.pay_owed()
@@ -317,7 +317,7 @@ class EmulatedDevice:
         self.say = say or (lambda _m: None)
         self.handshake_timeout, self.max_connections, self.max_streams = handshake_timeout, max_connections, max_streams
         self.buffered = 0  # bytes received on all streams and not yet read by their services
-        self.owed: set[Stream] = set()  # streams whose last WRTE waits for its OKAY
+        self.owed: dict[Stream, None] = {}  # streams whose last WRTE waits for its OKAY, oldest first
         self._blk = threading.Lock()
         from amc_tf.benchmarks.adbemu.reaper import ProcessGroups
 
@@ -339,7 +339,7 @@ class EmulatedDevice:
         (a stream held back by the device-wide budget waits for others to read, not for itself)."""
         for stream in list(self.owed):
             if stream.pay_owed():
-                self.owed.discard(stream)
+                self.owed.pop(stream, None)
 
     def serve_forever(self) -> None:
         """Accept connections until stop(). A failing accept() (EMFILE: out of file descriptors,
