@@ -59,18 +59,42 @@ def write_checkpoints(outdir: Path, seed: int, profiles=PROFILE_NAMES) -> list[t
               help="Only write the random-weight checkpoints of PROFILE (repeatable), convert nothing.")
 def main(outdir: Path, seed: int, force: bool, only: tuple[str, ...]) -> None:
     from amc_tf.core import quiet
-    from amc_tf.core.flops import count
 
     quiet.install()  # TensorFlow's and LiteRT's start-up logs stay out of the tables (AMC_TF_VERBOSE=1 shows them)
 
-    if outdir.exists() or outdir.is_symlink():
-        if not force:
-            raise click.ClickException(f"{outdir} exists; pass --force to replace it")
-        foreign = _not_demo_output(outdir)
+    from amc_tf.core.errors import AmcError
+    from amc_tf.core.outdir import OutdirClaim
+
+    def replaceable(path: Path) -> None:
+        foreign = _not_demo_output(path)
         if foreign:
             raise click.ClickException(f"{outdir} is not a demo output ({foreign}); --force replaces only an "
                                        "earlier demo: remove it yourself or choose another --out")
-        shutil.rmtree(outdir)
+
+    # the folder is claimed (made here, or an empty one, or with --force an earlier demo) and locked
+    # until the demo ends: a second demo into it fails at once, and with --force only the demo's own
+    # entries are deleted, never the folder with whatever else appears in it meanwhile
+    claim = OutdirClaim(outdir, force=force, replaceable=replaceable, hint="choose another --out")
+    try:
+        claim.acquire()
+    except AmcError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        for name in claim.before:
+            entry = outdir / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        _run(outdir, seed, only)
+        claim.release(ok=True)
+    finally:
+        claim.release()
+
+
+def _run(outdir: Path, seed: int, only: tuple[str, ...]) -> None:
+    from amc_tf.core.flops import count
+
     if only:
         for _, _, path in write_checkpoints(outdir, seed, only):
             click.echo(path)

@@ -228,6 +228,24 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to replace it")
+    from amc_tf.core.fileutil import hold_name
+
+    try:  # one build per output (and its partial file) at a time
+        held = hold_name(out.parent, out.name, "lut")
+    except BlockingIOError:
+        raise OutputExistsError(f"another amc-tf latency build is writing {out}; wait for it to finish or "
+                                "choose another -o") from None
+    except OSError:
+        held = None
+    try:
+        return _build_lut(out, timer, families, input_size, tiny, calibrate, force, progress, save_every_s, note)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: bool, calibrate: bool, force: bool,
+               progress, save_every_s: float, note) -> LatencyLut:
     fingerprint = timer.fingerprint()
     plan = grid_plan(families, input_size, tiny)
     points = plan_points(plan, tiny)
@@ -283,7 +301,11 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
     lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    lut.save(out)
+    try:
+        lut.save(out, overwrite=force)
+    except FileExistsError:
+        raise OutputExistsError(f"{out} was created by another process while the LUT was built; it was left as "
+                                f"it is (the measured points are in {partial.path}): pass --force to replace it") from None
     partial.path.unlink(missing_ok=True)
     return lut
 

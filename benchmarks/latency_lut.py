@@ -274,10 +274,10 @@ class LatencyLut:
         return cls(dict(d["fingerprint"]), int(size), list(d["families"]), tables,
                    _finite(d.get("overhead_us", 0.0), "overhead_us", low=0.0), scale, dict(d.get("meta", {})))
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, overwrite: bool = True) -> None:
         from amc_tf.benchmarks.runlog import atomic_write
 
-        atomic_write(Path(path), json.dumps(self.as_dict(), indent=1) + "\n")
+        atomic_write(Path(path), json.dumps(self.as_dict(), indent=1) + "\n", overwrite=overwrite)
 
 
 def load_lut(path: str | os.PathLike) -> LatencyLut:

@@ -25,7 +25,7 @@ def _colour(op: str) -> str:
     return COLOURS.get(base, "#888888")
 
 
-def write_plot(result: dict, path: str | os.PathLike, title: str) -> None:
+def write_plot(result: dict, path: str | os.PathLike, title: str, overwrite: bool = True) -> None:
     """Write the PNG atomically (temp file in the same directory, then rename)."""
     import matplotlib
 
@@ -73,12 +73,17 @@ def write_plot(result: dict, path: str | os.PathLike, title: str) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; the PNG should look like any other output
         fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        from amc_tf.core.fileutil import publish
+
+        publish(tmp, path, overwrite=overwrite)
     except OSError as exc:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
-        from amc_tf.core.errors import AmcError
+        from amc_tf.core.errors import AmcError, OutputExistsError
 
+        if isinstance(exc, FileExistsError):
+            raise OutputExistsError(f"{path} was created by another process meanwhile; it was left as it is: "
+                                    "pass --force to replace it") from None
         raise AmcError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         if tmp:

@@ -129,17 +129,43 @@ def claim_logdir(logdir: Path, names: list[str], force: bool, staged: bool = Fal
         logdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AmcError(f"cannot create log directory {logdir}: {exc.strerror}") from None
+    locks = []
+    if staged:
+        try:
+            locks = [_name_lock(logdir, n) for n in names]
+        except BaseException:
+            for lk in locks:
+                lk.close()
+            if created:
+                try:
+                    logdir.rmdir()
+                except OSError:
+                    pass
+            raise
     old = [p for n in names for p in _traces(logdir, n)] if force else []
     if not staged:
         for p in old:
             p.unlink()
         return None
     claim = LogClaim(logdir, names, created)
+    claim.locks = locks
     if old:
         claim.stash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=logdir))
         for p in old:
             os.replace(p, claim.stash / p.name)
     return claim
+
+
+def _name_lock(logdir: Path, name: str):
+    """Hold (LOGDIR, name) while this bench runs (fileutil.hold_name): a second bench of the same
+    name into the same LOGDIR fails at once (exit 2) instead of replacing the first one's logs."""
+    from amc_tf.core.fileutil import hold_name
+
+    try:
+        return hold_name(logdir, name, "bench")
+    except BlockingIOError:
+        raise OutputExistsError(f"another amc-tf bench is writing logs named {name} in {logdir}; wait for it "
+                                "to finish or choose another --name/--logdir") from None
 
 
 def _traces(logdir: Path, name: str) -> list[Path]:
@@ -156,16 +182,26 @@ class LogClaim:
     def __init__(self, logdir: Path, names: list[str], created: bool):
         self.logdir, self.names, self.created = logdir, list(names), created
         self.stash: Path | None = None
+        self.locks: list = []  # per-name locks (_name_lock), released when the claim ends
+
+    def _unlock(self) -> None:
+        for lk in self.locks:
+            if lk is not None:
+                lk.close()
+        self.locks = []
 
     def __enter__(self) -> "LogClaim":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         """Leaving the block normally commits; an exception (an interrupt too) rolls back."""
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self._unlock()
 
     def commit(self) -> None:
         if self.stash is not None:
@@ -195,8 +231,9 @@ def glob_escape(s: str) -> str:
     return re.sub(r"([*?\[\]])", r"[\1]", s)
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`."""
+def atomic_write(path: Path, data: str | bytes, overwrite: bool = True) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path` (without
+    `overwrite`: FileExistsError if `path` exists by then, and it is left as it is)."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -206,7 +243,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        from amc_tf.core.fileutil import publish
+
+        publish(tmp, path, overwrite=overwrite)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -1,8 +1,10 @@
 """The conversion pipeline: checkpoint -> Network -> TF builder -> exports + report.json.
 
-Everything is written into a temporary directory beside OUTDIR and moved into place only
-when complete, so a failed conversion leaves nothing half-written, and an existing OUTDIR
-is replaced only with `force`.
+OUTDIR is claimed first (amc_tf/core/outdir.OutdirClaim: created by this run, or an empty one,
+or with `force` an earlier conversion; locked until the end). Everything is written into a
+staging directory beside it and its entries are renamed into OUTDIR only when complete, so a
+failed conversion leaves nothing half-written, a concurrent one into the same OUTDIR fails
+with one line, and nothing another process put into OUTDIR is ever deleted.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Callable
 import numpy as np
 
 from amc_tf.core.version import __version__
-from amc_tf.core.errors import AmcError, OutputExistsError
+from amc_tf.core.errors import AmcError
 from amc_tf.core.flops import count as count_macs
 from amc_tf.core.netspec import Network
 from amc_tf.core.profiles import check_profile
-from amc_tf.core.fileutil import sha256_file
+from amc_tf.core.fileutil import sha256_file, write_file
+from amc_tf.core.outdir import OutdirClaim
 from amc_tf.converters.staging import check_output_path, check_replaceable, make_staging_dir, remove_stale
 from amc_tf.converters.verification import verification_batch
 
@@ -175,18 +178,22 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     report.json's `timings_s` accounts for every second: `startup_s` (the CLI passes the
     process's age when the command began: interpreter, amc-tf and click), each stage, and
     `other` (what no stage claims), summing to `total`."""
+    t0 = time.perf_counter()
     outdir = Path(outdir)
     check_output_path(checkpoint, outdir)
-    if (outdir.exists() or outdir.is_symlink()) and not _empty_dir(outdir):
-        if not options.force:
-            raise OutputExistsError(f"{outdir} exists; pass --force to replace it")
-        check_replaceable(outdir)
     if options.quantize:
         from amc_tf.converters.quantized_export import check_options
 
         check_options(options)
+    # OUTDIR is claimed before any work: made here (or an empty one / with --force an earlier conversion
+    # taken) and locked, so a second conversion into it fails now instead of replacing this one
+    with OutdirClaim(outdir, force=options.force, replaceable=check_replaceable) as claim:
+        return _convert_claimed(checkpoint, outdir, claim, options, progress, t0, startup_s)
+
+
+def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: ConvertOptions,
+                     progress: Progress, t0: float, startup_s: float | None) -> dict:
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
     if startup_s is not None:
         timings["startup"] = startup_s
 
@@ -199,7 +206,6 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
         check_profile(network.spec, options.profile)
     timings["read"] = time.perf_counter() - t0
 
-    outdir.parent.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale(outdir):
         progress(f"removed {stale.name}, left by a conversion that was killed")
     tmp = make_staging_dir(outdir)
@@ -222,8 +228,10 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
             report["network"]["profile"] = options.profile
         timings["write"] = time.perf_counter() - t
         report["timings_s"] = _account(timings, time.perf_counter() - t0)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        _move_into_place(tmp, outdir)
+        write_file(tmp / "report.json", json.dumps(report, indent=2) + "
+")
+        with _signals_deferred():  # all of it or none of it
+            claim.publish(tmp)
     except BaseException:
         with _signals_deferred():  # a second Ctrl-C must not interrupt the cleanup itself
             shutil.rmtree(tmp, ignore_errors=True)
@@ -355,24 +363,3 @@ def _signals_deferred():
     finally:
         if old is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _empty_dir(path: Path) -> bool:
-    """An existing empty folder is taken as OUTDIR without --force (nothing in it to lose)."""
-    try:
-        return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
-    except OSError:
-        return False
-
-
-def _move_into_place(tmp: Path, outdir: Path) -> None:
-    if outdir.exists():
-        old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
-        os.replace(outdir, old)
-        os.replace(tmp, outdir)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        os.replace(tmp, outdir)

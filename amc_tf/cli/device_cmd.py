@@ -39,8 +39,10 @@ def device():
 @click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
 @click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
               help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
+@click.option("--handshake-timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
+              help="close a connection that is not online (CNXN, and AUTH when asked) after this many seconds")
 @click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
-def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
+def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, handshake_timeout, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
@@ -72,7 +74,8 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
             click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     try:
-        dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys)
+        dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys,
+                             handshake_timeout=handshake_timeout)
     except OSError as exc:
         raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     auth_desc = "" if keys is None else f", RSA auth with {len(keys)} key{'s' * (len(keys) != 1)}"
@@ -85,13 +88,19 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
         raise _Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    timer = threading.Timer(max_seconds, dev.stop) if max_seconds else None
+    timed_out = threading.Event()
+
+    def time_up():
+        timed_out.set()
+        dev.stop()
+
+    timer = threading.Timer(max_seconds, time_up) if max_seconds else None
     if timer:
         timer.daemon = True
         timer.start()
     try:
-        dev.serve_forever()
-        click.echo(f"stopped after {max_seconds}s (--max-seconds)", err=True)
+        dev.serve_forever()  # returns only after stop(): here, only --max-seconds calls it
+        click.echo(f"stopped after {max_seconds}s (--max-seconds)" if timed_out.is_set() else "stopped", err=True)
     except _Terminated:
         click.echo("stopped (SIGTERM)", err=True)
         sys.exit(143)
@@ -117,7 +126,10 @@ def benchmark_binary(out, force):
         raise AmcError(f"{path} exists (use --force to replace it)")
     if not path.parent.is_dir():
         raise AmcError(f"directory {path.parent} does not exist")
-    atomic_write(path, wrapper_script(sys.executable))
+    try:
+        atomic_write(path, wrapper_script(sys.executable), overwrite=force)
+    except FileExistsError:
+        raise AmcError(f"{path} exists (use --force to replace it)") from None
     path.chmod(0o755)
     click.echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
 

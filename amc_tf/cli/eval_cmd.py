@@ -115,7 +115,7 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
         click.echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "
                    f"{result['images_per_s']} images/s")
     if logits_path:
-        _write_logits(logits_path, logits)
+        _write_logits(logits_path, logits, force)
 
 
 def _check_logits_path(path: str, force: bool):
@@ -147,11 +147,15 @@ def _check_logits_path(path: str, force: bool):
     return p
 
 
-def _write_logits(path, logits) -> None:
+def _write_logits(path, logits, force: bool = False) -> None:
+    from amc_tf.core.errors import OutputExistsError
     from amc_tf.services.evaluate import save_logits as write_logits
 
     try:
-        write_logits(str(path), logits)
+        write_logits(str(path), logits, overwrite=force)
+    except FileExistsError:
+        raise OutputExistsError(f"--save-logits {path} was created by another process during the evaluation; it "
+                                "was left as it is: pass --force to replace it (the figures above are complete)") from None
     except OSError as exc:
         raise AmcError(f"cannot write --save-logits {path}: {exc.strerror or exc} (the figures above are complete)") from None
 

@@ -247,7 +247,7 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
     if plot is not None:
         from amc_tf.benchmarks.latency_plot import write_plot
 
-        write_plot(result, plot, f"{label} ({spec.family})")
+        write_plot(result, plot, f"{label} ({spec.family})", overwrite=force)
     if as_json:
         emit_json(result)
     else:

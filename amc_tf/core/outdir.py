@@ -6,14 +6,17 @@ graph can be rebuilt without the original checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from amc_tf.core.errors import AmcError
+from amc_tf.core.errors import AmcError, OutputExistsError
 from amc_tf.core.fileutil import sha256_file
 from amc_tf.core.netspec import Network, NetSpec
 
@@ -111,3 +114,195 @@ def read_outdir(path: str | os.PathLike) -> OutDir:
     if not out.tflite_fp32.is_file():
         raise AmcError(f"{path}: quantized, but its fp32 model {out.tflite_fp32.name} is missing")
     return out
+
+
+# --- writing an OUTDIR: claim it, hold it, publish into it, and on failure remove only what we made ---
+
+class OutdirBusyError(AmcError):
+    """Another amc-tf process holds the OUTDIR (its lock). Exit code 2."""
+
+
+def _entries(fd: int) -> dict[str, tuple[int, int]]:
+    """{name: (device, inode)} of a folder's entries, read through its fd (links not followed)."""
+    found = {}
+    for name in os.listdir(fd):
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        found[name] = (st.st_dev, st.st_ino)
+    return found
+
+
+def _shown(names) -> str:
+    names = sorted(names)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+class OutdirClaim:
+    """Ownership of an output folder for the length of a command.
+
+    `acquire()` creates OUTDIR with mkdir (its missing parents too) or, when it exists, takes it only
+    if it is an empty real folder or, with `force`, one `replaceable(path)` accepts (it raises
+    otherwise). Either way it then holds an exclusive flock on the folder itself (no lock file is
+    left in it) until `release()`: a second command on the same OUTDIR fails at once with
+    OutdirBusyError (exit 2), it never shares or replaces the first one's output.
+
+    `publish(staging)` moves the finished entries of a staging folder (same filesystem) into OUTDIR
+    by rename, report-like `last` entries last. It first checks OUTDIR still holds exactly what it
+    held when claimed (same names, same inodes): anything another process put there meanwhile is
+    left alone and nothing is published. With `force` the earlier entries are moved aside and
+    deleted only after the new ones are in; a failure midway puts them back.
+
+    `release(ok=False)` removes only what the claim created: OUTDIR and its parents, with rmdir,
+    which removes nothing but an empty folder (a file someone else put there keeps it)."""
+
+    def __init__(self, path: str | os.PathLike, *, force: bool = False, replaceable=None,
+                 hint: str = "choose another -o"):
+        self.path = Path(path)
+        self.force = force
+        self.replaceable = replaceable
+        self.hint = hint
+        self.fd: int | None = None
+        self.created: list[Path] = []  # folders this claim made, outermost first
+        self.before: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> "OutdirClaim":
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.release(ok=exc_type is None)
+
+    def acquire(self) -> None:
+        import fcntl
+
+        path = self.path
+        missing = []
+        parent = path.parent
+        while not os.path.lexists(parent) and parent != parent.parent:
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+                self.created.append(folder)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                self.release()
+                raise AmcError(f"cannot create {folder}: {exc.strerror or exc}") from None
+        try:
+            os.mkdir(path)
+            made = True
+        except FileExistsError:
+            made = False
+        except OSError as exc:
+            self.release()
+            raise AmcError(f"cannot create {path}: {exc.strerror or exc}") from None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            self.release()
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                if not self.force:
+                    raise OutputExistsError(f"{path} exists; pass --force to replace it") from None
+                if self.replaceable is not None:
+                    self.replaceable(path)
+                raise OutputExistsError(f"{path} is not a directory written by amc-tf (a symlink or a file); "
+                                        f"--force replaces only an earlier output: remove it yourself or "
+                                        f"{self.hint}") from None
+            raise AmcError(f"cannot open {path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            st, now = os.fstat(fd), os.lstat(path)
+            if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino):  # removed or swapped before we locked it
+                raise BlockingIOError
+        except BlockingIOError:
+            os.close(fd)
+            self.release()
+            raise OutdirBusyError(f"{path} is being written by another amc-tf process; wait for it to "
+                                  f"finish or {self.hint}") from None
+        except FileNotFoundError:
+            os.close(fd)
+            self.release()
+            raise OutdirBusyError(f"{path} was removed by another process while it was claimed; try again")
+        self.fd = fd
+        if made:
+            self.created.append(path)
+        self.before = _entries(fd)
+        if self.before and not made:
+            if not self.force:
+                self.release()
+                raise OutputExistsError(f"{path} exists; pass --force to replace it")
+            if self.replaceable is not None:
+                try:
+                    self.replaceable(path)
+                except BaseException:
+                    self.release()
+                    raise
+
+    def check_unchanged(self) -> None:
+        now = _entries(self.fd)
+        changed = [name for name in set(now) | set(self.before) if now.get(name) != self.before.get(name)]
+        if changed:
+            raise OutputExistsError(f"{self.path} changed while this command ran: another process wrote "
+                                    f"{_shown(changed)} there; nothing was published and its files were left "
+                                    f"as they are: {self.hint}")
+
+    def publish(self, staging: str | os.PathLike, last: tuple[str, ...] = ("report.json",)) -> None:
+        """Move staging's entries into OUTDIR (see the class doc); staging is removed when empty."""
+        from amc_tf.core.fileutil import publish
+
+        assert self.fd is not None, "publish() before acquire()"
+        staging = Path(staging)
+        self.check_unchanged()
+        sfd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        trash = trash_fd = None
+        moved_old: list[str] = []
+        moved_new: list[str] = []
+        try:
+            names = sorted(os.listdir(sfd), key=lambda n: (n in last, n))
+            if self.before:
+                trash = Path(str(staging)[: -len(".tmp")] + "_old.tmp" if str(staging).endswith(".tmp")
+                             else str(staging) + "_old")
+                os.mkdir(trash, 0o700)
+                trash_fd = os.open(trash, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                for name in sorted(self.before):
+                    publish(name, name, src_dir_fd=self.fd, dst_dir_fd=trash_fd)
+                    moved_old.append(name)
+            for name in names:
+                publish(name, name, src_dir_fd=sfd, dst_dir_fd=self.fd)
+                moved_new.append(name)
+        except BaseException:
+            for name in reversed(moved_new):  # put everything back as it was
+                with contextlib.suppress(OSError):
+                    publish(name, name, src_dir_fd=self.fd, dst_dir_fd=sfd)
+            for name in reversed(moved_old):
+                with contextlib.suppress(OSError):
+                    publish(name, name, src_dir_fd=trash_fd, dst_dir_fd=self.fd)
+            if trash is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(trash)
+            raise
+        finally:
+            os.close(sfd)
+            if trash_fd is not None:
+                os.close(trash_fd)
+        self.before = _entries(self.fd)
+        self.created = []  # published: OUTDIR is the result now, whatever happens next
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(staging)
+
+    def release(self, ok: bool = False) -> None:
+        """Unlock; unless `ok`, remove the (still empty) folders this claim created."""
+        if not ok:
+            for folder in reversed(self.created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only ever removes an empty folder
+        self.created = []
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -337,9 +337,14 @@ def _count_records(records: list[str], limit: int | None) -> int:
     return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
 
 
-def save_logits(path: str, logits: np.ndarray) -> None:
-    """Write the logits (.npy) via a temp file, so a failed run leaves nothing half-written."""
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, logits)
-    os.replace(tmp, path)
+def save_logits(path: str, logits: np.ndarray, overwrite: bool = True) -> None:
+    """Write the logits (.npy) via a temp file, so a failed run leaves nothing half-written;
+    without `overwrite` a file that appeared at `path` meanwhile is kept (FileExistsError)."""
+    import io
+
+    from amc_tf.core.fileutil import write_file
+
+    buf = io.BytesIO()
+    np.save(buf, logits)
+    write_file(path, buf.getvalue(), overwrite=overwrite)
 

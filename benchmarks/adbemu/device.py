@@ -22,19 +22,88 @@ STATES = ("device", "unauthorized", "offline")
 FEATURES = ["shell_v2", "cmd", "fixed_push_mkdir"]
 
 
+STREAM_BUFFER = 1 << 20  # bytes the host may have sent that the service has not consumed, per stream
+DEVICE_BUFFER = 256 << 20  # and for the whole device
+MAX_CONNECTIONS = 16
+MAX_STREAMS = 32  # open streams per connection
+HANDSHAKE_TIMEOUT = 60.0  # seconds a connection may take to come online (CNXN, and AUTH if asked)
+ACCEPT_RETRY_S = 0.5  # pause after accept() fails (EMFILE...) before trying again
+
+
 class Stream:
+    """One stream. The host's WRTEs queue in `inbox`; each is acknowledged (OKAY) at once while
+    the stream holds less than STREAM_BUFFER unread bytes (and the device DEVICE_BUFFER), else
+    only when the service has read enough, as adbd does: the host sends nothing more on a stream
+    until its WRTE is acknowledged, so a process that never reads its stdin holds at most the
+    buffer, not whatever the host sends. A host that sends another WRTE before that OKAY breaks
+    the protocol: its stream is closed."""
+
     def __init__(self, conn: "Connection", local_id: int, remote_id: int):
         self.conn, self.local_id, self.remote_id = conn, local_id, remote_id
         self.inbox: queue.Queue = queue.Queue()
         self.acked = threading.Event()
         self.closed = threading.Event()
         self.wlock = threading.Lock()
+        self.buffered = 0  # bytes in inbox
+        self.ack_owed = False  # a WRTE arrived and its OKAY waits for room
+        self.block = threading.Lock()
+        self.on_stuck_hangup: Callable[[], None] | None = None
+
+    def deliver(self, data: bytes) -> None:
+        """A WRTE from the host (the connection's reader thread)."""
+        dev = self.conn.device
+        with self.block:
+            if self.ack_owed:
+                violation = True
+            else:
+                violation = False
+                self.buffered += len(data)
+                dev.account(len(data))
+                self.inbox.put(data)
+                ack = self.buffered <= STREAM_BUFFER and dev.buffered <= DEVICE_BUFFER
+                self.ack_owed = not ack
+                if self.ack_owed:
+                    dev.owed[self] = None
+        if violation:
+            dev.say(f"stream {self.local_id}: WRTE before the OKAY of the last one; closing it")
+            self.close()
+            return
+        if ack:
+            self.conn.send(wire.Message(wire.A_OKAY, self.local_id, self.remote_id))
 
     def read(self) -> bytes | None:
         if self.closed.is_set() and self.inbox.empty():
             return None
         chunk = self.inbox.get()
+        if chunk:
+            with self.block:
+                self.buffered -= len(chunk)
+                self.conn.device.account(-len(chunk))
+            self.conn.device.pay_owed()
         return chunk
+
+    def pay_owed(self) -> bool:
+        """Send the OKAY this stream owes if it has room now; True when it owes none any more."""
+        dev = self.conn.device
+        with self.block:
+            ack = self.ack_owed and self.buffered <= STREAM_BUFFER // 2 and dev.buffered <= DEVICE_BUFFER
+            if ack:
+                self.ack_owed = False
+            done = not self.ack_owed
+        if ack and not self.closed.is_set():
+            self.conn.send(wire.Message(wire.A_OKAY, self.local_id, self.remote_id))
+        return done
+
+    def _drain(self) -> None:
+        """Forget the byte count of what the service will never read (the stream ended)."""
+        with self.block:
+            dropped = self.buffered
+            self.buffered = 0
+            self.ack_owed = False
+        self.conn.device.owed.pop(self, None)
+        if dropped:
+            self.conn.device.account(-dropped)
+            self.conn.device.pay_owed()
 
     def write(self, data: bytes) -> bool:
         step = self.conn.max_payload
@@ -57,12 +126,32 @@ class Stream:
             self.conn.send(wire.Message(wire.A_CLSE, self.local_id, self.remote_id))
         self.inbox.put(None)
         self.conn.streams.pop(self.local_id, None)
+        self._drain_later()
 
     def hangup(self) -> None:
-        """The host ended the stream (CLSE from it, or the connection dropped)."""
+        """The host ended the stream (CLSE from it, or the connection dropped). If its service is
+        stuck with a full buffer (a process not reading its stdin), `on_stuck_hangup` ends it."""
         self.closed.set()
         self.acked.set()
         self.inbox.put(None)
+        if self.ack_owed and self.on_stuck_hangup is not None:
+            self.on_stuck_hangup()
+
+    def _drain_later(self) -> None:
+        """Our side ended the stream: the service reads no more, so its queued data is dropped
+        (the None sentinel that ends read() stays)."""
+        with self.block:
+            kept = []
+            while True:
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    kept.append(None)
+            for item in kept:
+                self.inbox.put(item)
+        self._drain()
 
 
 class Connection:
@@ -89,6 +178,9 @@ class Connection:
 
     def run(self) -> None:
         recv_exact = wire.socket_reader(self.sock)
+        timer = threading.Timer(self.device.handshake_timeout, self._handshake_expired)
+        timer.daemon = True
+        timer.start()
         try:
             while True:
                 msg = wire.read_message(recv_exact, verify_checksum=self.version < wire.A_VERSION_SKIP_CHECKSUM)
@@ -99,11 +191,19 @@ class Connection:
             self.device.say(f"closing connection: {exc}")
         except OSError:
             pass
+        except Exception as exc:  # never a traceback, never the emulator: this connection goes
+            self.device.say(f"closing connection: {type(exc).__name__}: {exc}")
         finally:
+            timer.cancel()
             self.drop()
             if self in self.device.conns:
                 self.device.conns.remove(self)
             self.device.say("connection closed")
+
+    def _handshake_expired(self) -> None:
+        if not self.online:
+            self.device.say(f"closing connection: not online after {self.device.handshake_timeout:g} s")
+            self.drop()
 
     def drop(self) -> None:
         for s in list(self.streams.values()):
@@ -149,8 +249,7 @@ class Connection:
             if stream is None:
                 self.send(wire.Message(wire.A_CLSE, 0, msg.arg0))
                 return
-            stream.inbox.put(msg.data)
-            self.send(wire.Message(wire.A_OKAY, stream.local_id, stream.remote_id))
+            stream.deliver(msg.data)
         elif msg.command == wire.A_OKAY:
             stream = self.streams.get(msg.arg1)
             if stream is not None:
@@ -174,6 +273,10 @@ class Connection:
     def _open(self, remote_id: int, name: str) -> None:
         dev = self.device
         target = None
+        if len(self.streams) >= dev.max_streams:
+            dev.say(f"refused a stream: {dev.max_streams} are open on this connection")
+            self.send(wire.Message(wire.A_CLSE, 0, remote_id))
+            return
         shell = wire.parse_shell_service(name)
         if shell is not None:
             v2, args, command = shell
@@ -202,7 +305,9 @@ class EmulatedDevice:
     """Listens on 127.0.0.1:port (0 picks a free port; `.port` tells which)."""
 
     def __init__(self, sandbox: Sandbox, port: int = 5555, state: str = "device", shell_v2: bool = True,
-                 say: Callable[[str], None] | None = None, adb_keys: list[auth.PublicKey] | None = None):
+                 say: Callable[[str], None] | None = None, adb_keys: list[auth.PublicKey] | None = None,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
+                 max_streams: int = MAX_STREAMS):
         """adb_keys: require RSA authentication and accept these keys (adbd's adb_keys);
         None: no authentication. state "unauthorized" asks for it and accepts no key."""
         if state not in STATES:
@@ -210,6 +315,10 @@ class EmulatedDevice:
         self.sandbox, self.state, self.shell_v2 = sandbox, state, shell_v2
         self.auth_keys = [] if state == "unauthorized" else adb_keys
         self.say = say or (lambda _m: None)
+        self.handshake_timeout, self.max_connections, self.max_streams = handshake_timeout, max_connections, max_streams
+        self.buffered = 0  # bytes received on all streams and not yet read by their services
+        self.owed: dict[Stream, None] = {}  # streams whose last WRTE waits for its OKAY, oldest first
+        self._blk = threading.Lock()
         from amc_tf.benchmarks.adbemu.reaper import ProcessGroups
 
         self.procs: set[subprocess.Popen] = ProcessGroups()  # they die with the emulator, even on SIGKILL
@@ -221,20 +330,53 @@ class EmulatedDevice:
         self.port = self.listener.getsockname()[1]
         self._stopped = threading.Event()
 
+    def account(self, n: int) -> None:
+        with self._blk:
+            self.buffered += n
+
+    def pay_owed(self) -> None:
+        """Some buffer was freed: every stream that owes its host an OKAY and has room now sends it
+        (a stream held back by the device-wide budget waits for others to read, not for itself)."""
+        for stream in list(self.owed):
+            if stream.pay_owed():
+                self.owed.pop(stream, None)
+
     def serve_forever(self) -> None:
+        """Accept connections until stop(). A failing accept() (EMFILE: out of file descriptors,
+        ENOBUFS...) is retried after a pause; it never ends the server."""
         while not self._stopped.is_set():
             try:
                 sock, peer = self.listener.accept()
-            except OSError:
-                break
+            except OSError as exc:
+                if self._stopped.is_set():
+                    break
+                self.say(f"accept failed ({exc.strerror or exc}); retrying in {ACCEPT_RETRY_S:g} s")
+                self._stopped.wait(ACCEPT_RETRY_S)
+                continue
             if not peer[0].startswith("127."):
                 sock.close()
                 continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, self)
-            self.conns.append(conn)
-            self.say(f"connection from {peer[0]}:{peer[1]}")
-            threading.Thread(target=conn.run, daemon=True, name="adbemu-conn").start()
+            if len(self.conns) >= self.max_connections:
+                self.say(f"refused a connection from {peer[0]}:{peer[1]}: {self.max_connections} are open")
+                sock.close()
+                continue
+            conn = None
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = Connection(sock, self)
+                self.conns.append(conn)
+                self.say(f"connection from {peer[0]}:{peer[1]}")
+                threading.Thread(target=conn.run, daemon=True, name="adbemu-conn").start()
+            except (OSError, RuntimeError) as exc:  # RuntimeError: can't start new thread
+                self.say(f"dropped a connection: {exc}")
+                if conn in self.conns:
+                    self.conns.remove(conn)
+                sock.close()
+                self._stopped.wait(ACCEPT_RETRY_S)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
 
     def start(self) -> "EmulatedDevice":
         threading.Thread(target=self.serve_forever, daemon=True, name="adbemu-accept").start()

@@ -47,6 +47,9 @@ def run_shell(stream, sandbox: Sandbox, command: str, v2: bool, procs: set | Non
     if procs is not None:
         procs.add(proc)
     finished = threading.Event()
+    # the host hung up while the process was not reading its stdin (the buffer full): SIGHUP now,
+    # as adbd does, so the feeder's blocked write ends and the buffered data is freed
+    stream.on_stuck_hangup = lambda: _kill_group(proc, signal.SIGHUP)
 
     def pump(fh, kind):
         while True:
@@ -124,6 +127,9 @@ def run_sync(stream, sandbox: Sandbox) -> None:
             if ident == b"QUIT":
                 return
             text = payload.decode("utf-8", errors="surrogateescape")
+            if "\0" in text and ident in (b"STAT", b"LIST", b"RECV"):
+                _fail(stream, "invalid path (a NUL byte)")  # the stream goes on, as after any FAIL answer
+                continue
             if ident == b"STAT":
                 stream.write(_stat(sandbox, text))
             elif ident == b"LIST":
@@ -138,6 +144,8 @@ def run_sync(stream, sandbox: Sandbox) -> None:
                 return
     except wire.ProtocolError as exc:
         _fail(stream, str(exc))
+    except Exception as exc:  # anything malformed: a FAIL answer and the stream closed, never a traceback
+        _fail(stream, f"{type(exc).__name__}: {exc}")
     finally:
         stream.close()
 
@@ -187,26 +195,36 @@ def _recv(stream, sandbox: Sandbox, path: str) -> None:
 
 
 def _send(stream, reader: wire.SyncReader, sandbox: Sandbox, spec: str) -> bool:
-    """SEND path,mode then DATA... DONE(mtime): the file lands whole (temp file, then rename)
-    and the answer is OKAY, or FAIL with the reason. False when the stream ended mid-file."""
+    """SEND path,mode then DATA... DONE(mtime): the file lands whole (a temp file made with
+    O_EXCL | O_NOFOLLOW in its folder, reached one component at a time without following links,
+    then renamed) and the answer is OKAY, or FAIL with the reason. A symbolic link (mode
+    S_IFLNK) is never created. False when the stream ended mid-file."""
     path, _, mode_text = spec.rpartition(",")
     error = None
     try:
         mode = int(mode_text)
     except ValueError:
         path, mode, error = spec, 0o100644, f"bad SEND mode in {spec!r}"
-    fh = tmp = target = None
+    if error is None and stat.S_ISLNK(mode):
+        error = "couldn't create symlink: symbolic links are not supported by this device"
+    if error is None and "\0" in path:
+        error = "couldn't create file: invalid path (a NUL byte)"
+    fh = tmp = dfd = name = None
     if error is None:
         try:
-            target = sandbox.host_path(path, for_write=True)
-            target.parent.mkdir(parents=True, exist_ok=True)  # adbd's fixed_push_mkdir
-            if target.is_dir():
-                raise IsADirectoryError(21, "Is a directory", path)
-            tmp = target.with_name(f".{target.name}.adbemu-{os.getpid()}-{threading.get_ident()}")
-            fh = open(tmp, "wb")
+            dfd, name = sandbox.write_parent(path)
+            try:
+                if stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                    raise IsADirectoryError(21, "Is a directory", path)
+            except FileNotFoundError:
+                pass
+            tmp = f".{name}.adbemu-{os.getpid()}-{threading.get_ident()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dfd)
+            fh = os.fdopen(fd, "wb")
         except OSError as exc:
+            tmp = None
             error = f"couldn't create file: {_errtext(exc)}"
-    link_target = bytearray()
     try:
         while True:
             frame = reader.next_frame(stream.read)
@@ -214,9 +232,7 @@ def _send(stream, reader: wire.SyncReader, sandbox: Sandbox, spec: str) -> bool:
                 return False
             ident, length, payload = frame
             if ident == b"DATA":
-                if stat.S_ISLNK(mode):
-                    link_target += payload
-                elif fh is not None and error is None:
+                if fh is not None and error is None:
                     try:
                         fh.write(payload)
                     except OSError as exc:
@@ -228,20 +244,15 @@ def _send(stream, reader: wire.SyncReader, sandbox: Sandbox, spec: str) -> bool:
                 error = error or f"unexpected {ident!r} in SEND"
                 _fail(stream, error)
                 return False
-        if fh is not None:
-            fh.close()
-            fh = None
         if error is None:
             try:
-                if stat.S_ISLNK(mode):
-                    if target.is_symlink() or target.exists():
-                        target.unlink()
-                    os.symlink(bytes(link_target).decode("utf-8", "surrogateescape"), target)
-                else:
-                    os.chmod(tmp, mode & 0o777)
-                    os.utime(tmp, (mtime, mtime))
-                    os.replace(tmp, target)
-                    tmp = None
+                os.fchmod(fh.fileno(), mode & 0o777)
+                fh.flush()
+                os.utime(fh.fileno(), (mtime, mtime))
+                fh.close()
+                fh = None
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                tmp = None
             except OSError as exc:
                 error = f"couldn't finish {path}: {_errtext(exc)}"
         if error is None:
@@ -252,5 +263,10 @@ def _send(stream, reader: wire.SyncReader, sandbox: Sandbox, spec: str) -> bool:
     finally:
         if fh is not None:
             fh.close()
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
+        if tmp is not None:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+        if dfd is not None:
+            os.close(dfd)
