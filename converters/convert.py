@@ -228,8 +228,7 @@ def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: Conv
             report["network"]["profile"] = options.profile
         timings["write"] = time.perf_counter() - t
         report["timings_s"] = _account(timings, time.perf_counter() - t0)
-        write_file(tmp / "report.json", json.dumps(report, indent=2) + "
-")
+        write_file(tmp / "report.json", json.dumps(report, indent=2) + "\n")
         with _signals_deferred():  # all of it or none of it
             claim.publish(tmp)
     except BaseException:

@@ -53,6 +53,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _worker_main(conn, parent_pid: int, fn, args) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)  # held by the parent during the spawn
+    except (AttributeError, ValueError, OSError):  # pragma: no cover
+        pass
     _die_with_parent(parent_pid)
     try:
         result = ("ok", fn(*args))
@@ -80,8 +84,12 @@ class Worker:
         try:
             self._proc.start()
         finally:
-            _restore_sigint(old)
             child_conn.close()
+            try:
+                _restore_sigint(old)  # a signal held during the spawn is delivered here
+            except BaseException:
+                self.cancel()  # the child must not outlive an interrupted start (nor print a traceback)
+                raise
 
     @property
     def pid(self) -> int | None:
@@ -112,18 +120,24 @@ class Worker:
         self._conn.close()
 
 
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
 def _ignore_sigint():
-    """SIGINT ignored while spawning: an ignored signal stays ignored in the child from its first
-    instruction, so a Ctrl-C during its start-up cannot print a traceback."""
+    """SIGINT and SIGTERM held (blocked, not ignored) while spawning: the child inherits the
+    blocked mask from its first instruction, so a Ctrl-C during its start-up cannot print a
+    traceback there (it ignores SIGINT, then unblocks, once it runs), and a signal meant for this
+    process stays pending and is delivered when the spawn is over, instead of being lost or
+    landing half-way through it (under load a spawn takes seconds)."""
     try:
-        return signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no pthread_sigmask
         return None
 
 
 def _restore_sigint(old) -> None:
     if old is not None:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # --- a long-lived service process ------------------------------------------------------------
