@@ -200,9 +200,9 @@ def parse(file, as_json):
 
 def _check_text(p: Path) -> None:
     """Refuse a file that cannot be a log (binary, or over the size limit) as bad input, before parsing."""
-    from amc_tf.benchmarks.logparse import read_log
+    from amc_tf.benchmarks.logparse import check_log
 
-    read_log(p)
+    check_log(p)
 
 
 def _describe(r) -> str:

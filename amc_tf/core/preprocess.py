@@ -66,11 +66,24 @@ def pil_open(source):
     from PIL import Image
 
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(bytes(source))
-    else:
-        check_regular_file(source)
-    with Image.open(source) as img:
+        with Image.open(io.BytesIO(bytes(source))) as img:
+            return img.convert("RGB")
+    with _open_image_file(source) as fh, Image.open(fh) as img:
         return img.convert("RGB")
+
+
+MAX_IMAGE_FILE_BYTES = 256 << 20  # an image file over 256 MiB is not a photo to classify
+
+
+def _open_image_file(path):
+    """The image file opened through amc_tf.core.fileutil.open_regular: a FIFO or a device named
+    like an image is refused before a byte is read (ValueError, as an undecodable image)."""
+    from amc_tf.core.fileutil import NotRegularFileError, open_regular
+
+    try:
+        return open_regular(path, MAX_IMAGE_FILE_BYTES)
+    except NotRegularFileError:
+        raise ValueError("not a regular file (a device, FIFO or socket)") from None
 
 
 def check_regular_file(path) -> None:
@@ -94,10 +107,9 @@ def check_pixels(source):
     if isinstance(source, (bytes, bytearray, memoryview)):
         stream = io.BytesIO(bytes(source))
     else:
-        check_regular_file(source)
-        stream = source
+        stream = _open_image_file(source)
     try:
-        with Image.open(stream):
+        with stream, Image.open(stream):
             pass
     except Image.DecompressionBombError:
         raise
