@@ -15,51 +15,53 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from typing import BinaryIO, Iterable, Iterator
 
 MAX_LINE_CHARS = 4096  # a line is cut here (benchmark_model's longest lines are op-table rows, < 300)
 MAX_KEPT = 1000  # error lines, stat lines, op rows... kept per log; the rest are counted, not stored
 MAX_LOG_BYTES = 64 * 2**20  # a benchmark_model log is at most a few MB
+MAX_LINES = 200_000  # non-blank lines of one log: a benchmark_model log has < 2,000
 MAX_REPEATS = 1000  # run numbers k of `<name>_run<k>.txt` beyond this are not runs of ours
 _CHUNK_CHARS = 1 << 20
+# Two or more line breaks with only blanks between them. Linear: an attempt starts only at a
+# newline and scans one run of whitespace (backtracking at most over that run's last blanks).
+_BLANK_RUN = re.compile(r"\n[\n \t\f\v]+\n")
 
 
 def iter_lines(chunks: Iterable[str], max_line: int = MAX_LINE_CHARS) -> Iterator[str]:
     """The lines of the concatenated `chunks` (split at \\n, \\r\\n and \\r), each cut at `max_line`
-    characters. Memory: one chunk plus one line, whatever the input."""
-    cur: list[str] = []
-    cur_len = 0
-    pending_cr = False
+    characters. Memory: one chunk's lines plus one partial line, whatever the input; time linear
+    (each chunk is split by str methods once)."""
+    carry = ""  # the unfinished last line of the previous chunk (already cut at max_line)
+    held_cr = False
     for chunk in chunks:
         if not chunk:
             continue
-        if pending_cr and chunk[0] == "\n":
-            chunk = chunk[1:]
-        pending_cr = False
-        pos, n = 0, len(chunk)
-        while pos < n:
-            nl = chunk.find("\n", pos)
-            cr = chunk.find("\r", pos, n if nl < 0 else nl)
-            end = cr if cr >= 0 else nl
-            if end < 0:
-                if cur_len < max_line:
-                    piece = chunk[pos:pos + max_line - cur_len]
-                    cur.append(piece)
-                    cur_len += len(piece)
-                break
-            if cur_len < max_line:
-                piece = chunk[pos:min(end, pos + max_line - cur_len)]
-                cur.append(piece)
-            yield "".join(cur)
-            cur, cur_len = [], 0
-            pos = end + 1
-            if end == cr:
-                if pos < n and chunk[pos] == "\n":
-                    pos += 1
-                elif pos == n:
-                    pending_cr = True
-    if cur:
-        yield "".join(cur)
+        if held_cr:
+            chunk = "\r" + chunk
+            held_cr = False
+        if chunk.endswith("\r"):  # maybe the first half of a \r\n split across chunks
+            chunk, held_cr = chunk[:-1], True
+        # a run of blank lines becomes one (the parser never needs more): the split list stays
+        # short for a log of nothing but newlines (one linear regex pass, C speed)
+        chunk = _BLANK_RUN.sub("\n\n", chunk.replace("\r\n", "\n").replace("\r", "\n"))
+        parts = chunk.split("\n")
+        if len(parts) == 1:
+            if len(carry) < max_line:
+                carry = (carry + parts[0])[:max_line]
+            continue
+        first = (carry + parts[0])[:max_line] if len(carry) < max_line else carry
+        yield first
+        for k in range(1, len(parts) - 1):
+            line = parts[k]
+            yield line if len(line) <= max_line else line[:max_line]
+        carry = parts[-1][:max_line]
+    if held_cr:
+        yield carry
+        carry = ""
+    if carry:
+        yield carry
 
 
 def text_chunks(text: str) -> Iterator[str]:
@@ -84,44 +86,40 @@ def file_chunks(fh: BinaryIO, max_bytes: int = MAX_LOG_BYTES) -> Iterator[str]:
 
 def strip_ansi(line: str) -> str:
     """The line without terminal escape sequences (CSI `ESC [ ... letter`, `ESC ( X`, and the
-    caret form `^[[...m`). One pass; a lone ESC is dropped."""
+    caret form `^[[...m`). Linear: each alternative starts with ESC or `^[[` and its repeated
+    class excludes both, so a failed attempt never rescans past the next escape."""
     if "\x1b" not in line and "^[" not in line:
         return line
-    out, i, n = [], 0, len(line)
-    while i < n:
-        c = line[i]
-        if c == "\x1b" or (c == "^" and line.startswith("^[[", i)):
-            j = i + (1 if c == "\x1b" else 2)
-            if j < n and line[j] == "[":
-                j += 1
-                while j < n and (line[j].isdigit() or line[j] in ";?"):
-                    j += 1
-                if j < n and line[j].isascii() and line[j].isalpha():
-                    i = j + 1
-                    continue
-            elif c == "\x1b" and j < n and line[j] in "()":
-                i = j + 2 if j + 1 < n else n
-                continue
-            if c == "\x1b":
-                i += 1
-                continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    return _ANSI.sub("", line)
 
 
 _LEVELS = {"INFO": "", "WARNING": "W", "ERROR": "E", "VERBOSE": "", "DEBUG": "", "FATAL": "E"}
 _LOGCAT_LETTERS = "VDIWEF"
 
 
+# Every regex below is linear: a single character class repeated, or alternatives that are
+# fixed strings, matched at one position (no nested or overlapping quantifiers).
+_DIGIT_RUN = re.compile(r"[0-9]*")
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_BIG_EXPONENT = re.compile(r"[eE][-+]?[0-9]{3}")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\^\[\[[0-9;?]*[A-Za-z]")
+_INTERESTING = re.compile("|".join(re.escape(k) for k in (
+    "count=", "Running benchmark for ", "timings in us:", "BENCHMARK RESULTS", "Initialized session in ",
+    "footprint", "Benchmarking failed", "Failed to ", "failed to prepare", "Didn't find op ", "Aborted",
+    "Segmentation fault", "Graph: [", "Num threads: [", "STARTING!")))
+
+
 def _digits(s: str, i: int, exactly: int | None = None) -> int:
     """End of the run of ASCII digits starting at i (i itself when there is none)."""
-    j = i
-    while j < len(s) and "0" <= s[j] <= "9":
-        j += 1
-        if exactly is not None and j - i == exactly:
-            break
+    j = _DIGIT_RUN.match(s, i).end()
+    if exactly is not None and j - i > exactly:
+        j = i + exactly
     return j
+
+
+def interesting(s: str) -> bool:
+    """False for a line no rule of the parser can use (most noise): one linear regex pass."""
+    return _INTERESTING.search(s) is not None or _BIG_EXPONENT.search(s) is not None
 
 
 def _spaces(s: str, i: int) -> int:
@@ -245,38 +243,15 @@ def clean(raw: str) -> tuple[str, str]:
 
 def number_at(s: str, i: int) -> int:
     """End of the decimal number (`[-+]digits[.digits][e[-+]digits]`, or `.digits`) starting at
-    i, or i when none starts there. Each character is looked at once."""
-    n = len(s)
-    j = i
-    if j < n and s[j] in "+-":
-        j += 1
-    d0 = j
-    j = _digits(s, j)
-    int_digits = j - d0
-    frac_digits = 0
-    if j < n and s[j] == ".":
-        k = _digits(s, j + 1)
-        frac_digits = k - j - 1
-        if int_digits or frac_digits:
-            j = k
-    if not int_digits and not frac_digits:
-        return i
-    if j < n and s[j] in "eE":
-        k = j + 1
-        if k < n and s[k] in "+-":
-            k += 1
-        e = _digits(s, k)
-        if e > k:
-            j = e
-    return j
+    i, or i when none starts there (one anchored, unambiguous regex match: linear)."""
+    m = _NUMBER.match(s, i)
+    return m.end() if m else i
 
 
 def to_number(token: str) -> float:
     """A finite float, or ValueError (NaN, infinities, overflow, not a number)."""
-    import math
-
     v = float(token)
-    if math.isnan(v) or math.isinf(v):
+    if v - v != 0.0:
         raise ValueError(token)
     return v
 
@@ -296,6 +271,8 @@ def leading_number(s: str) -> tuple[float, int] | None:
 def out_of_range_number(s: str) -> bool:
     """True when the line holds a number with an exponent of 3+ digits that overflows a float
     (such a line is ignored, not parsed as infinity). One pass over the line."""
+    if _BIG_EXPONENT.search(s) is None:
+        return False
     i, n = 0, len(s)
     while True:
         e = _find_any(s, "eE", i)
@@ -328,20 +305,18 @@ def _find_any(s: str, chars: str, i: int) -> int:
     return best
 
 
+_KEY_VALUE = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_]+)=(" + _NUMBER.pattern + ")")
+
+
 def key_values(rest: str) -> dict[str, float]:
-    """`key=number` tokens of a stat line (`first=F curr=C min=m ... p95=X`), finite numbers only."""
+    """`key=number` pairs of a stat line (`first=F curr=C min=m ... p95=X`), finite numbers only.
+    Linear: a key can start only where a word starts (the lookbehind), so each word is scanned
+    once, and the number is the anchored unambiguous _NUMBER."""
     out: dict[str, float] = {}
-    for token in rest.split():
-        key, sep, value = token.partition("=")
-        if not sep or not key or not (key.replace("_", "a").isalnum() and key.isascii()):
-            continue
-        end = number_at(value, 0)
-        if end == 0:
-            continue
-        try:
-            out[key] = to_number(value[:end])
-        except ValueError:
-            continue
+    for key, value in _KEY_VALUE.findall(rest):
+        v = float(value)
+        if v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
+            out[key] = v
     return out
 
 

@@ -111,6 +111,7 @@ class _Scan:
     errors: list[str] = field(default_factory=list)
     nonblank: int = 0
     starting: bool = False  # a "STARTING!" line
+    too_long: bool = False  # over loglines.MAX_LINES non-blank lines: not read further
     expect_stat: bool = False
     in_litert: bool = False
 
@@ -269,6 +270,12 @@ def _apply_litert(litert: dict[str, tuple[float, str | None, int | None]], have_
 
 def _decide_status(sc: _Scan, timed: dict | None, res: LogResult) -> None:
     """ok, failed (with the reason) or no_result (with what is missing) — never a zero latency."""
+    if sc.too_long:
+        res.status, res.failed, res.format = "no_result", True, None
+        res.error = (f"no result: over {L.MAX_LINES:,} non-blank lines, not a benchmark_model log "
+                     "(those have a few hundred); the rest was not read")
+        res.inference_avg_us = None
+        return
     has_result = res.inference_avg_us is not None and (sc.summary is not None or sc.litert or timed is not None)
     if has_result and res.count == 0:
         has_result = False
@@ -301,9 +308,20 @@ def parse_chunks(chunks, source: str | None = None) -> LogResult:
     sc = _Scan()
     tables = OpTables()
     for raw in L.iter_lines(chunks):
+        if not raw or raw.isspace():
+            if tables.section is not None:
+                tables.feed("")
+            continue
+        if sc.nonblank >= L.MAX_LINES:
+            sc.too_long = True
+            break
         level, line = L.clean(raw)
-        _scan_line(sc, level, line, res)
-        tables.feed(line)
+        if level == "E" or sc.in_litert or sc.expect_stat or L.interesting(line):
+            _scan_line(sc, level, line, res)
+        else:
+            sc.nonblank += 1
+        if tables.section is not None or "=" in line or "Profiling Info" in line:
+            tables.feed(line)
     timed = _apply_stats(sc, res)
     if sc.summary is not None:
         _apply_summary(sc.summary, sc.summary_kind, res)
