@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from amc_tf.cli.output import echo
 from amc_tf.core.errors import AmcError
 
 
@@ -69,14 +70,14 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
 
     def say(msg: str) -> None:
         if not quiet:
-            click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+            echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     try:
         dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys)
     except OSError as exc:
         raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     auth_desc = "" if keys is None else f", RSA auth with {len(keys)} key{'s' * (len(keys) != 1)}"
-    click.echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
+    echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
                f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
                f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
     say("commands run on this host: timings measure the host CPU, not a phone")
@@ -91,9 +92,9 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
         timer.start()
     try:
         dev.serve_forever()
-        click.echo(f"stopped after {max_seconds}s (--max-seconds)", err=True)
+        echo(f"stopped after {max_seconds}s (--max-seconds)", err=True)
     except _Terminated:
-        click.echo("stopped (SIGTERM)", err=True)
+        echo("stopped (SIGTERM)", err=True)
         sys.exit(143)
     finally:
         if timer:
@@ -119,7 +120,7 @@ def benchmark_binary(out, force):
         raise AmcError(f"directory {path.parent} does not exist")
     atomic_write(path, wrapper_script(sys.executable))
     path.chmod(0o755)
-    click.echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
+    echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
 
 
 COMMANDS = [device]
