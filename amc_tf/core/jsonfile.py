@@ -67,11 +67,13 @@ def parse_json(text: str | bytes, label: str):
 
 def load_json(path: str | os.PathLike, max_bytes: int, schema: dict | None = None, what: str | None = None):
     """The validated value of the JSON file at `path` (see the module doc)."""
-    from amc_tf.core.fileutil import read_regular
+    from amc_tf.core.fileutil import FileTooLargeError, NotRegularFileError, read_regular
 
     label = what or os.fspath(path)
     try:
         data = read_regular(path, max_bytes, what=label)
+    except (FileTooLargeError, NotRegularFileError) as exc:
+        raise JsonFileError(str(exc)) from None
     except FileNotFoundError:
         raise JsonFileError(f"{label}: no such file") from None
     except OSError as exc:
