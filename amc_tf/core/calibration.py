@@ -161,9 +161,9 @@ def synthetic(n: int, prep: Preprocessing, seed: int = SEED) -> np.ndarray:
 def read_manifest(path: str | os.PathLike) -> set[str]:
     """The sha256 hashes listed in a calibration.txt (empty if there is none)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return set()
-    from amc_tf.core.fileutil import read_regular
+    from amc_tf.core.fileutil import read_regular  # a FIFO or a device is refused, not read
 
     text = read_regular(path, 64 << 20, what=str(path)).decode("utf-8", errors="replace")
     return {line.split()[0] for line in text.splitlines() if line.strip()}

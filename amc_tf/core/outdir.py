@@ -114,7 +114,7 @@ def is_outdir(path: str | os.PathLike) -> bool:
 def read_outdir(path: str | os.PathLike) -> OutDir:
     path = Path(path)
     report_path = path / "report.json"
-    if not report_path.is_file():
+    if not os.path.lexists(report_path):
         raise AmcError(f"{path}: not a conversion output directory (no report.json)")
     report = read_report(report_path)
     try:
