@@ -297,7 +297,7 @@ class DeviceWorker:
             rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=p.timeout_s())
             duration = round(time.monotonic() - t0, 3)
             remote_rc = None
-            m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
+            m = re.search(rf"^{RC_MARK}(\d{{1,9}})[ \t\r]*$", out, flags=re.M)  # bounded: a device prints what it likes
             if m:
                 remote_rc = int(m.group(1))
                 out = out[: m.start()]
