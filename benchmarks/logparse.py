@@ -110,6 +110,7 @@ class _Scan:
     failed_line: bool = False
     errors: list[str] = field(default_factory=list)
     nonblank: int = 0
+    lines: int = 0  # lines read that were not blank before cleaning (what MAX_LINES counts)
     starting: bool = False  # a "STARTING!" line
     too_long: bool = False  # over loglines.MAX_LINES non-blank lines: not read further
     expect_stat: bool = False
@@ -312,10 +313,15 @@ def parse_chunks(chunks, source: str | None = None) -> LogResult:
             if tables.section is not None:
                 tables.feed("")
             continue
-        if sc.nonblank >= L.MAX_LINES:
+        sc.lines += 1
+        if sc.lines > L.MAX_LINES:
             sc.too_long = True
             break
         level, line = L.clean(raw)
+        if not line or line.isspace():  # only a prefix or escape codes: a blank line
+            if tables.section is not None:
+                tables.feed("")
+            continue
         if level == "E" or sc.in_litert or sc.expect_stat or L.interesting(line):
             _scan_line(sc, level, line, res)
         else:

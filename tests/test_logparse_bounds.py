@@ -65,11 +65,12 @@ def test_lines_are_cut_and_records_capped():
     assert r.status == "failed" and len(r.details) == loglines.MAX_KEPT
 
 
-def test_a_log_of_too_many_lines_is_no_result():
+@pytest.mark.parametrize("noise", ["noise\n", "\x1b[0m\n", "INFO: \n", "count=1 avg=2\n"])
+def test_a_log_of_too_many_lines_is_no_result(noise):
     good = ("Running benchmark for at least 5 iterations\ncount=5 avg=10\n"
             "Running benchmark for at least 50 iterations\ncount=50 avg=12.5\n")
     assert parse_text(good).inference_avg_us == 12.5
-    r = parse_text("noise\n" * (loglines.MAX_LINES + 1) + good)
+    r = parse_text(noise * (loglines.MAX_LINES + 1) + good)
     assert r.status == "no_result" and r.inference_avg_us is None
     assert f"over {loglines.MAX_LINES:,} non-blank lines" in r.error
 
