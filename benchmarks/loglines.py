@@ -14,7 +14,6 @@ runs in time linear in the input and memory bounded by constants, whatever the i
 from __future__ import annotations
 
 import codecs
-import os
 import re
 from typing import BinaryIO, Iterable, Iterator
 
@@ -389,10 +388,6 @@ def run_number(k: str) -> int | None:
         return None
     v = int(k)
     return v if 1 <= v <= MAX_REPEATS else None
-
-
-def file_size(path: str | os.PathLike) -> int:
-    return os.stat(path).st_size
 
 
 # --- the line kinds of a benchmark_model log ---------------------------------------------
