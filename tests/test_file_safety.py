@@ -149,3 +149,24 @@ def test_logs_and_luts_that_are_fifos_are_refused(tmp_path):
         assert time.perf_counter() - t0 < 60
         assert proc.returncode == 2, (args, proc.stderr)
         assert "not a regular file" in one_error_line(proc) or "not found" in one_error_line(proc)
+
+
+@pytest.mark.parametrize("mode", ["pil", "tf"])
+def test_eval_skips_a_fifo_and_a_dev_zero_link_named_png(outdir, mode):
+    from PIL import Image
+
+    data = outdir / "evdata"
+    if not data.exists():
+        for c in range(10):
+            (data / str(c)).mkdir(parents=True)
+            Image.fromarray(np.full((70, 70, 3), 20 * c, np.uint8)).save(data / str(c) / "a.png")
+        os.mkfifo(data / "0" / "fifo\x1b[31m.png")
+        (data / "1" / "zero.png").symlink_to("/dev/zero")
+    t0 = time.perf_counter()
+    proc = run("eval", "digits", "--data", "evdata", "--preprocess", mode, "-q", "--json", cwd=outdir, timeout=300)
+    assert time.perf_counter() - t0 < 240
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["evaluated"] == 10 and result["skipped"] == 2
+    skips = [line for line in proc.stderr.splitlines() if line.startswith("amc-tf: skipped")]
+    assert len(skips) == 2 and "fifo\\x1b[31m.png" in skips[0] and "\x1b" not in proc.stderr
