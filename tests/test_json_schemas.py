@@ -208,3 +208,34 @@ def test_lut_of_the_wrong_shape_names_the_field(tmp_path):
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert line.startswith(f"error: LUT: {tmp_path / 'lut.json'}: tables.") and ".res: '224' is not of type 'integer'" in line
+
+
+def _manifest() -> dict:
+    return {"name": "m", "model": "m.tflite", "model_sha256": "0" * 64, "target": "local",
+            "protocol": {"warmup": 1, "runs": 2, "repeats": 2, "threads": 1}, "runner": {},
+            "runs": [{"k": 1, "status": "ok", "log": "m_run1.txt", "inference_avg_us": 12.5, "count": 50,
+                      "error": None, "returncode": 0, "duration_s": 1.0, "device_before": None, "device_after": None},
+                     {"k": 2, "status": "failed", "error": "boom"}],
+            "expected_runs": 2, "ok": False}
+
+
+MANIFEST_PATHS = [p for p in _paths(_manifest()) if p]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(MANIFEST_PATHS), value=_JSON)
+def test_any_manifest_field_replaced_by_any_value_is_summarised_or_refused_cleanly(tmp_path, where, value):
+    from amc_tf.benchmarks.summary import summarize_dir, to_csv, to_markdown, to_text
+
+    m = copy.deepcopy(_manifest())
+    node = m
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (tmp_path / "m_run1.txt").write_text(GOOD_LOG)
+    (tmp_path / "m.bench.json").write_text(json.dumps(m))
+    try:
+        models = summarize_dir(tmp_path)
+        to_text(models), to_markdown(models), to_csv(models)
+    except AmcError:
+        pass  # a clean refusal; anything else would be exit 70
