@@ -239,3 +239,38 @@ def test_any_manifest_field_replaced_by_any_value_is_summarised_or_refused_clean
         to_text(models), to_markdown(models), to_csv(models)
     except AmcError:
         pass  # a clean refusal; anything else would be exit 70
+
+
+_LUT_PATHS = None
+
+
+def _lut_paths():
+    global _LUT_PATHS
+    if _LUT_PATHS is None:
+        d = _lut()
+        # the top level, one table and its first rows/values stand for all
+        first = sorted(d["tables"])[0]
+        d["tables"] = {first: d["tables"][first]}
+        _LUT_PATHS = [p for p in _paths(d) if p and not (len(p) > 3 and p[2] == "us" and p[3] > 1)]
+    return _LUT_PATHS
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), value=_JSON | st.floats(min_value=1e300, max_value=1.7e308))
+def test_any_lut_field_replaced_by_any_value_predicts_finite_or_is_refused(tmp_path, data, value):
+    import math
+
+    from amc_tf.benchmarks.latency_lut import load_lut
+
+    where = data.draw(st.sampled_from(_lut_paths()))
+    d = _lut()
+    node = d
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (tmp_path / "lut.json").write_text(json.dumps(d))
+    try:
+        ms = load_lut(tmp_path / "lut.json").predict(profile_spec("0.5flops"))
+    except AmcError:
+        return  # a clean refusal
+    assert math.isfinite(ms) and ms >= 0
