@@ -66,20 +66,24 @@ class Adb:
     def _run(self, args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
         """adb ARGS. A control call (no timeout given: CONTROL_TIMEOUT_S) that does not finish in
         time raises DeviceError; a call with its own timeout (a run) returns code TIMED_OUT."""
+        from amc_tf.benchmarks.capture import run_capped
+
+        limit = CONTROL_TIMEOUT_S if timeout is None else timeout
         try:
-            # stdin: never the caller's (adb shell forwards it to the device: a `while read` loop would lose its input)
-            return subprocess.run([self.path] + args, stdin=DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  timeout=CONTROL_TIMEOUT_S if timeout is None else timeout)
-        except subprocess.TimeoutExpired as exc:  # what it printed so far is kept (a run's partial log)
+            # stdin: never the caller's (adb shell forwards it to the device: a `while read` loop would lose its input);
+            # stdout/stderr capped (capture.MAX_OUTPUT_BYTES): a device cannot fill the host's memory
+            got = run_capped([self.path] + args, limit, stdin=DEVNULL)
+        except OSError as exc:
+            raise DeviceError(f"cannot run adb ({self.path}): {exc.strerror}") from None
+        if got.timed_out:  # what it printed so far is kept (a run's partial log)
             if timeout is None:
                 port = os.environ.get("ANDROID_ADB_SERVER_PORT")
                 where = f"ANDROID_ADB_SERVER_PORT={port}" if port else "the default port 5037"
-                raise DeviceError(f"`adb {args[2] if args[0] == '-s' else args[0]}` got no answer within {exc.timeout:g} s "
-                                  f"from the adb server at {where}: is it an adb server (not, e.g., a device's port)?") from None
-            return subprocess.CompletedProcess(args, TIMED_OUT, exc.stdout or b"",
+                raise DeviceError(f"`adb {args[2] if args[0] == '-s' else args[0]}` got no answer within {limit:g} s "
+                                  f"from the adb server at {where}: is it an adb server (not, e.g., a device's port)?")
+            return subprocess.CompletedProcess(args, TIMED_OUT, got.stdout,
                                                f"adb {args[0]} timed out after {timeout:g}s".encode())
-        except OSError as exc:
-            raise DeviceError(f"cannot run adb ({self.path}): {exc.strerror}") from None
+        return subprocess.CompletedProcess(args, got.returncode, got.stdout, got.stderr)
 
     @staticmethod
     def _text(b: bytes) -> str:
@@ -293,7 +297,7 @@ class DeviceWorker:
             rc, out, err = self.adb.shell(self.serial, self.command(remote_model), timeout=p.timeout_s())
             duration = round(time.monotonic() - t0, 3)
             remote_rc = None
-            m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
+            m = re.search(rf"^{RC_MARK}(\d{{1,9}})[ \t\r]*$", out, flags=re.M)  # bounded: a device prints what it likes
             if m:
                 remote_rc = int(m.group(1))
                 out = out[: m.start()]

@@ -156,10 +156,14 @@ class _Partial:
     def load(self, force: bool) -> int:
         if not self.path.exists():
             return 0
+        from amc_tf.core.jsonfile import MAX_PARTIAL_BYTES, load_json
+
         try:
-            old = json.loads(self.path.read_text(), parse_constant=_no_constant)
+            old = load_json(self.path, MAX_PARTIAL_BYTES)  # bounded: no FIFO, no huge file, no NaN
             why = _partial_problem(old)
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        except AmcError as exc:
+            why = f"unreadable ({exc})"
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError, OverflowError) as exc:
             why = f"unreadable ({getattr(exc, 'strerror', None) or exc})"
         if why:
             if not force:

@@ -124,6 +124,9 @@ class Table:
             v = a + t * (b - a)
         if self.align is not None:
             v *= align_factor(self.align, cout if ALIGNED_AXIS.get(self.kind) == "cout" else cin)
+        if not math.isfinite(v):  # finite grid values can still overflow when interpolated or extrapolated
+            raise LutError(f"table {table_name(self.kind, self.res)}: its values give a non-finite latency at "
+                           f"cin {cin:g}, cout {cout:g} (they overflow when interpolated); not a usable LUT")
         return v if v > 0.0 else 0.0
 
     def as_dict(self) -> dict:
@@ -153,6 +156,13 @@ class Table:
                 raise ValueError(f"table {name}: alignment ratios need {ALIGN_PERIOD} values and an aligned kind")
             align = [_finite(x, f"table {name}: align", low=0.0, open_low=True) for x in align]
         return cls(kind, int(res), cin, cout, us, align)
+
+
+def _finite_ms(v: float) -> float:
+    """A prediction, or LutError when the LUT's (finite) values add up past a float's range."""
+    if not math.isfinite(v):
+        raise LutError("the LUT's values add up to a non-finite latency (they overflow); not a usable LUT")
+    return v
 
 
 def _is_num(v) -> bool:
@@ -213,7 +223,7 @@ class LatencyLut:
         total = 0.0
         for p in layer_plan(spec):
             total += self._lookup(p)
-        return (self.overhead_us + self.scale.get(spec.family, 1.0) * total) / 1000.0
+        return _finite_ms((self.overhead_us + self.scale.get(spec.family, 1.0) * total) / 1000.0)
 
     def predict_layers(self, network) -> dict:
         """{"predicted_ms", "layers": [{name, op, shape, macs, predicted_ms, share}]}; the
@@ -223,7 +233,7 @@ class LatencyLut:
         raw = [self._lookup(p) for p in plan]
         scale = self.scale.get(spec.family, 1.0)
         total_raw = sum(raw) or 1.0
-        total_us = self.overhead_us + scale * sum(raw)
+        total_us = _finite_ms(self.overhead_us + scale * sum(raw))
         layers = []
         for p, r in zip(plan, raw):
             share = r / total_raw
@@ -281,22 +291,25 @@ class LatencyLut:
 
 
 def load_lut(path: str | os.PathLike) -> LatencyLut:
+    """A LUT file: at most jsonfile.MAX_LUT_BYTES of a regular file, JSON without NaN, Infinity or
+    integers of 30+ digits, of jsonfile.LUT_SCHEMA's shape, then every value checked by
+    LatencyLut.from_dict. LutError (exit 2) `LUT: <file>: <field>: <what is wrong>`."""
+    from amc_tf.core.jsonfile import LUT_SCHEMA, MAX_LUT_BYTES, JsonFileError, load_json
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise LutError(f"LUT not found: {p}")
     try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LutError(f"LUT: cannot read {p}: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        data = json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise LutError(f"LUT: {p}: nested too deeply to be a LUT") from None
-    except ValueError as exc:
-        raise LutError(f"LUT: {p}: not valid JSON ({exc})") from None
+        data = load_json(p, MAX_LUT_BYTES, what=str(p))
+        if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") == VERSION:
+            from amc_tf.core.jsonfile import validate
+
+            validate(data, LUT_SCHEMA, str(p))
+    except JsonFileError as exc:
+        raise LutError(f"LUT: {exc}") from None
     try:
         return LatencyLut.from_dict(data)
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
         raise LutError(f"LUT: {p}: {exc}") from None
 
 

@@ -238,7 +238,7 @@ class AdbTimer:
         self.worker.place(Path(path), remote, executable=False)
         timeout = self.protocol.timeout_s()
         rc, out, err = self.client.shell(self.serial, self.worker.command(remote), timeout=timeout)
-        m = re.search(rf"^{RC_MARK}(\d+)\s*$", out, flags=re.M)
+        m = re.search(rf"^{RC_MARK}(\d{{1,9}})[ \t\r]*$", out, flags=re.M)  # bounded: a device prints what it likes
         code = int(m.group(1)) if m else rc
         if m:
             out = out[: m.start()]

@@ -13,8 +13,6 @@ import contextlib
 import math
 import os
 import platform
-import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,24 +204,16 @@ def run_binary(binary: Path, model: Path, protocol: Protocol) -> tuple[str, int]
             raise AmcError(f"--taskset {protocol.taskset} selects no CPU this machine has")
         preexec = lambda: os.sched_setaffinity(0, cpus)  # noqa: E731
     timeout = protocol.timeout_s()
-    try:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec,
-                                start_new_session=True)
+    from amc_tf.benchmarks.capture import run_capped
+
+    try:  # output capped at capture.MAX_OUTPUT_BYTES: a binary cannot fill the host's memory
+        got = run_capped(args, timeout, merge_stderr=True, new_session=True, preexec_fn=preexec)
     except OSError as exc:
         raise AmcError(f"cannot run benchmark binary {binary}: {exc.strerror}") from None
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the tool and anything it started
-        out, _ = proc.communicate()
-        raise RunTimedOut(timeout, (out or b"").decode("utf-8", errors="replace")) from None
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    return out.decode("utf-8", errors="replace"), proc.returncode
+    out = got.stdout.decode("utf-8", errors="replace")
+    if got.timed_out:
+        raise RunTimedOut(timeout, out)
+    return out, got.returncode
 
 
 def _child_run(conn, model, protocol, k, factory) -> None:

@@ -22,42 +22,12 @@ digits than the 2018 summary (`avg=68307.7` vs `no stats: 68307`).
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amc_tf.benchmarks.logparse_ops import OpTiming, finite_number as _num, parse_op_tables
-
-NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\^\[\[[0-9;?]*[A-Za-z]")
-_PREFIXES = (
-    # logcat -v threadtime: "07-21 10:20:30.123  1234  1250 I tflite  : "
-    re.compile(r"^\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[^:]*?\s*:\s?"),
-    # logcat -v brief: "I/tflite  ( 1234): "
-    re.compile(r"^[VDIWEF]/[^(:]*\(\s*\d+\):\s?"),
-    # 2018 Android builds: "native : benchmark_tflite_model.cc:440 "
-    re.compile(r"^native\s*:\s*\S+:\d+\s"),
-)
-_LEVEL = re.compile(r"^(INFO|WARNING|ERROR|VERBOSE|DEBUG|FATAL):\s?(?:\[[^\]]*:\d+\]\s?)?")
-_LOGCAT_LEVEL = re.compile(r"^\d{2}-\d{2}\s+\S+\s+\d+\s+\d+\s+([VDIWEF])\s|^([VDIWEF])/")
-
-_HEADER = re.compile(r"Running benchmark for (?:at least )?(\d+) iterations")
-_STAT = re.compile(r"(?<![\w(])count=(\d+)(.*)$")
-_KV = re.compile(rf"(\w+)=({NUM})")
-_SUMMARY = re.compile(r"(Average inference timings|Inference timings) in us:\s*(.*)$")
-_SUMMARY_ITEM = re.compile(rf"\s*([A-Za-z][A-Za-z ()]*?)\s*:\s*({NUM})")
-_INIT_SESSION = re.compile(rf"Initialized session in ({NUM})\s*(ms|s)\b")
-_MEM_OVERALL = re.compile(
-    rf"(?:Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):\s*"
-    rf"init=({NUM})\s+overall=({NUM})"
-)
-_MEM_PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*({NUM})")
-_LITERT_BLOCK = re.compile(r"^=*\s*BENCHMARK RESULTS\s*=*$")
-_LITERT_ITEM = re.compile(rf"^\s*([A-Za-z][A-Za-z0-9 ()]*?):\s+({NUM})\s*(ms|MB|MB/s)?\s*(?:\((\d+) runs\))?")
-_FAILED = re.compile(r"Benchmarking failed\.?")
-_FAIL_REASON = re.compile(r"(Failed to .*|.*failed to prepare.*|Didn't find op .*|Aborted.*|Segmentation fault.*)")
+from amc_tf.benchmarks import loglines as L
+from amc_tf.benchmarks.loglines import MAX_KEPT, MAX_LOG_BYTES
+from amc_tf.benchmarks.logparse_ops import OpTables, OpTiming
 
 
 @dataclass
@@ -105,32 +75,13 @@ def clean_lines(text: str) -> list[tuple[str, str]]:
     """Split a log into (level, text) pairs with prefixes and terminal noise removed.
 
     level is "E" for error lines, "W" for warnings, "" otherwise. Tabs are kept so
-    that op-profiling tables can still be split into columns.
-    """
-    out = []
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        line = _ANSI.sub("", raw)
-        level = ""
-        m = _LOGCAT_LEVEL.match(line)
-        if m:
-            level = (m.group(1) or m.group(2)).replace("F", "E")
-        for pat in _PREFIXES:
-            line, n = pat.subn("", line, count=1)
-            if n:
-                break
-        m = _LEVEL.match(line)
-        if m:
-            level = {"ERROR": "E", "FATAL": "E", "WARNING": "W"}.get(m.group(1), level)
-            line = line[m.end():]
-        out.append((level, line.rstrip()))
-    return out
-
-
-_NUM_TOKEN = re.compile(r"\d[\d.]*[eE][-+]?\d{3,}")  # exponents of 3+ digits: may overflow a float
+    that op-profiling tables can still be split into columns. (A list: for small texts and
+    tests; the parser itself streams the lines, see `parse_chunks`.)"""
+    return [L.clean(raw) for raw in L.iter_lines(L.text_chunks(text))]
 
 
 def _stat(rest: str, count: int) -> dict:
-    kv = {k: _num(v) for k, v in _KV.findall(rest)}
+    kv = L.key_values(rest)
     kv["count"] = count
     if "avg" not in kv and "curr" in kv:
         # single or identical samples print only `count=N curr=C` (+ "(all same)")
@@ -140,100 +91,112 @@ def _stat(rest: str, count: int) -> dict:
 
 
 def _parse_summary_items(body: str) -> dict[str, float]:
-    items = {}
-    for part in body.split(","):
-        m = _SUMMARY_ITEM.match(part)
-        if m:
-            items[m.group(1).strip().lower()] = _num(m.group(2))
-    return items
+    return L.summary_items(body)
 
 
 @dataclass
 class _Scan:
-    """What one pass over a log's lines collected, before any of it is interpreted."""
+    """What one pass over a log's lines collected, before any of it is interpreted. Lists hold
+    at most MAX_KEPT entries each; the counters count every line."""
 
     headers: list[int] = field(default_factory=list)  # the iteration count each header announced
+    n_headers: int = 0
     stats: list[dict] = field(default_factory=list)  # stat line that follows each header
+    n_stats: int = 0
     loose_stats: list[dict] = field(default_factory=list)  # stat lines with no header (odd logs)
     summary: dict[str, float] | None = None
     summary_kind: str | None = None
     litert: dict[str, tuple[float, str | None, int | None]] = field(default_factory=dict)
     failed_line: bool = False
     errors: list[str] = field(default_factory=list)
+    nonblank: int = 0
+    lines: int = 0  # lines read that were not blank before cleaning (what MAX_LINES counts)
+    starting: bool = False  # a "STARTING!" line
+    too_long: bool = False  # over loglines.MAX_LINES non-blank lines: not read further
+    expect_stat: bool = False
+    in_litert: bool = False
+
+    seen: set = field(default_factory=set)
+
+    def error(self, s: str) -> None:
+        s = s[:500]
+        if len(self.errors) < MAX_KEPT:
+            self.errors.append(s)
+            self.seen.add(s)
 
 
-def _scan(pairs, res: LogResult) -> _Scan:
-    """One pass over the cleaned lines: collect stat lines, summaries, the LiteRT block and
-    failure lines; fill the header facts (init time, memory, graph, threads) into `res`."""
-    sc = _Scan()
-    expect_stat = in_litert = False
-    for level, line in pairs:
-        s = line.strip()
-        if not s:
-            continue
-        if _NUM_TOKEN.search(s) and any(math.isinf(float(t)) for t in _NUM_TOKEN.findall(s)):
-            sc.errors.append(f"ignored a line with a number out of range: {s[:120]}")
-            continue
-        if level == "E":
-            sc.errors.append(s)
-        m = _HEADER.search(s)
-        if m:
-            sc.headers.append(int(m.group(1)))
-            expect_stat = True
-            continue
-        m = _STAT.search(s)
-        if m and "Timings (" not in s and "Memory (" not in s:
-            st = _stat(m.group(2), int(m.group(1)))
-            if expect_stat:
-                sc.stats.append(st)
-                expect_stat = False
-            else:
-                sc.loose_stats.append(st)
-            continue
-        m = _SUMMARY.search(s)
-        if m:
-            sc.summary = _parse_summary_items(m.group(2))
-            sc.summary_kind = "2018" if m.group(1).startswith("Average") else "tflite"
-            continue
-        if _LITERT_BLOCK.search(s):
-            in_litert = True
-            continue
-        if in_litert:
-            if s.startswith("====="):
-                # the block's closing rule (a rule right under the title is decoration)
-                in_litert = not sc.litert
-                continue
-            m = _LITERT_ITEM.match(s)
-            if m:
-                sc.litert[m.group(1).strip().lower()] = (_num(m.group(2)), m.group(3),
-                                                         int(m.group(4)) if m.group(4) else None)
-            continue
-        m = _INIT_SESSION.search(s)
-        if m and res.init_us is None:
-            v = _num(m.group(1))
-            res.init_us = v * (1e6 if m.group(2) == "s" else 1e3)
-            continue
-        m = _MEM_OVERALL.search(s)
-        if m:
-            res.memory_init_mb, res.memory_mb = _num(m.group(1)), _num(m.group(2))
-            continue
-        m = _MEM_PEAK.search(s)
-        if m:
-            res.memory_mb = _num(m.group(1))
-            continue
-        if _FAILED.search(s):
-            sc.failed_line = True
-            continue
-        if _FAIL_REASON.search(s) and s not in sc.errors:
-            sc.errors.append(s)
-        if s.startswith("Graph: [") and res.graph is None:
-            res.graph = s[len("Graph: ["):].rstrip("]")
-        elif s.startswith("Num threads: [") and res.num_threads is None:
-            try:
-                res.num_threads = int(s[len("Num threads: ["):].rstrip("]"))
-            except ValueError:
-                pass
-    return sc
+def _scan_line(sc: _Scan, level: str, line: str, res: LogResult) -> None:
+    """One cleaned line: collect stat lines, summaries, the LiteRT block and failure lines;
+    fill the header facts (init time, memory, graph, threads) into `res`. Linear in the line."""
+    s = line.strip()
+    if not s:
+        return
+    sc.nonblank += 1
+    if "STARTING!" in s:
+        sc.starting = True
+    if L.out_of_range_number(s):
+        sc.error(f"ignored a line with a number out of range: {s[:120]}")
+        return
+    if level == "E":
+        sc.error(s)
+    n = L.header_iterations(s)
+    if n is not None:
+        sc.n_headers += 1
+        if len(sc.headers) < MAX_KEPT:
+            sc.headers.append(n)
+        sc.expect_stat = True
+        return
+    st = L.stat_line(s)
+    if st is not None and "Timings (" not in s and "Memory (" not in s:
+        kv = _stat(st[1], st[0])
+        if sc.expect_stat:
+            sc.n_stats += 1
+            if len(sc.stats) < MAX_KEPT:
+                sc.stats.append(kv)
+            sc.expect_stat = False
+        elif len(sc.loose_stats) < MAX_KEPT:
+            sc.loose_stats.append(kv)
+        return
+    sb = L.summary_body(s)
+    if sb is not None:
+        sc.summary = L.summary_items(sb[1])
+        sc.summary_kind = sb[0]
+        return
+    if L.litert_block_title(s):
+        sc.in_litert = True
+        return
+    if sc.in_litert:
+        if s.startswith("====="):
+            # the block's closing rule (a rule right under the title is decoration)
+            sc.in_litert = not sc.litert
+            return
+        item = L.litert_item(s)
+        if item is not None and (item[0] in sc.litert or len(sc.litert) < MAX_KEPT):
+            sc.litert[item[0]] = item[1:]
+        return
+    v = L.init_session_us(s)
+    if v is not None and res.init_us is None:
+        res.init_us = v
+        return
+    mo = L.memory_overall(s)
+    if mo is not None:
+        res.memory_init_mb, res.memory_mb = mo
+        return
+    mp = L.memory_peak(s)
+    if mp is not None:
+        res.memory_mb = mp
+        return
+    if "Benchmarking failed" in s:
+        sc.failed_line = True
+        return
+    if L.fail_reason(s) and s[:500] not in sc.seen:
+        sc.error(s)
+    if s.startswith("Graph: [") and res.graph is None:
+        res.graph = s[len("Graph: ["):].rstrip("]")
+    elif s.startswith("Num threads: [") and res.num_threads is None:
+        t = s[len("Num threads: ["):].rstrip("]")
+        if t.isascii() and t.isdigit() and len(t) <= 9:
+            res.num_threads = int(t)
 
 
 def _apply_stats(sc: _Scan, res: LogResult) -> dict | None:
@@ -306,8 +269,14 @@ def _apply_litert(litert: dict[str, tuple[float, str | None, int | None]], have_
         res.memory_mb = litert["peak memory"][0]
 
 
-def _decide_status(sc: _Scan, timed: dict | None, lines: list[str], text: str, res: LogResult) -> None:
+def _decide_status(sc: _Scan, timed: dict | None, res: LogResult) -> None:
     """ok, failed (with the reason) or no_result (with what is missing) — never a zero latency."""
+    if sc.too_long:
+        res.status, res.failed, res.format = "no_result", True, None
+        res.error = (f"no result: over {L.MAX_LINES:,} non-blank lines, not a benchmark_model log "
+                     "(those have a few hundred); the rest was not read")
+        res.inference_avg_us = None
+        return
     has_result = res.inference_avg_us is not None and (sc.summary is not None or sc.litert or timed is not None)
     if has_result and res.count == 0:
         has_result = False
@@ -323,60 +292,100 @@ def _decide_status(sc: _Scan, timed: dict | None, lines: list[str], text: str, r
         res.format = None
     else:
         res.status, res.failed, res.format = "no_result", True, None
-        if not any(l.strip() for l in lines):
+        if not sc.nonblank:
             res.error = "no result: the log is empty"
-        elif not sc.headers and not sc.summary and "STARTING!" not in text:
+        elif not sc.n_headers and not sc.summary and not sc.starting:
             res.error = "no result: this does not look like a benchmark_model log"
-        elif len(sc.stats) == 1:
+        elif sc.n_stats == 1:
             res.error = "no result: the log ends after the warm-up (run cut short?)"
         else:
             res.error = "no result: the log ends before the timed runs finished (run cut short?)"
 
 
-def parse_text(text: str, source: str | None = None) -> LogResult:
+def parse_chunks(chunks, source: str | None = None) -> LogResult:
+    """Parse a log given as text chunks, one line at a time: time linear in the input, memory
+    bounded (lines cut at loglines.MAX_LINE_CHARS, at most MAX_KEPT records of each kind kept)."""
     res = LogResult(source=source)
-    pairs = clean_lines(text)
-    lines = [t for _, t in pairs]
-    sc = _scan(pairs, res)
+    sc = _Scan()
+    tables = OpTables()
+    for raw in L.iter_lines(chunks):
+        if not raw or raw.isspace():
+            if tables.section is not None:
+                tables.feed("")
+            continue
+        sc.lines += 1
+        if sc.lines > L.MAX_LINES:
+            sc.too_long = True
+            break
+        level, line = L.clean(raw)
+        if not line or line.isspace():  # only a prefix or escape codes: a blank line
+            if tables.section is not None:
+                tables.feed("")
+            continue
+        if level == "E" or sc.in_litert or sc.expect_stat or L.interesting(line):
+            _scan_line(sc, level, line, res)
+        else:
+            sc.nonblank += 1
+        if tables.section is not None or "=" in line or "Profiling Info" in line:
+            tables.feed(line)
     timed = _apply_stats(sc, res)
     if sc.summary is not None:
         _apply_summary(sc.summary, sc.summary_kind, res)
     if sc.litert:
         _apply_litert(sc.litert, timed is not None, res)
-    res.ops, res.ops_by_type = parse_op_tables(lines)
+    res.ops, res.ops_by_type = tables.result()
     res.details = sc.errors
-    _decide_status(sc, timed, lines, text, res)
+    _decide_status(sc, timed, res)
     return res
 
 
-MAX_LOG_BYTES = 64 * 2**20  # a benchmark_model log is at most a few MB; anything far larger is not one
+def parse_text(text: str, source: str | None = None) -> LogResult:
+    return parse_chunks(L.text_chunks(text), source)
 
 
-def read_log(path: str | Path) -> str:
-    """The text of a log file, refused (AmcError naming the file) when it cannot be a
-    benchmark_model log: over MAX_LOG_BYTES (checked before reading, and the read is bounded)
-    or binary (a NUL byte in its first 64 KiB: a .tflite, an image, ...)."""
-    import os
-
+def _open_log(path: str | Path):
+    """The log opened as a regular file of at most MAX_LOG_BYTES, its first 64 KiB checked for
+    a NUL byte (a binary file: a .tflite, an image...); AmcError naming the file otherwise."""
     from amc_tf.core.errors import AmcError
+    from amc_tf.core.fileutil import FileTooLargeError, open_regular
 
     p = Path(path)
     try:
-        with open(p, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            data = b"" if size > MAX_LOG_BYTES else fh.read(MAX_LOG_BYTES + 1)
+        fh = open_regular(p, MAX_LOG_BYTES)
+    except FileTooLargeError:
+        size = p.stat().st_size
+        raise AmcError(f"{p} is {size / 2**20:,.0f} MiB, over the {MAX_LOG_BYTES // 2**20} MiB limit: "
+                       "not a benchmark_model log (those are at most a few MB)") from None
     except OSError as exc:
         raise AmcError(f"cannot read {p}: {exc.strerror or exc}") from None
-    if size > MAX_LOG_BYTES or len(data) > MAX_LOG_BYTES:
-        raise AmcError(f"{p} is {max(size, len(data)) / 2**20:,.0f} MiB, over the {MAX_LOG_BYTES // 2**20} MiB limit: "
-                       "not a benchmark_model log (those are at most a few MB)")
-    head = data[:65536]
+    head = fh.read(65536)
     if b"\0" in head:
+        fh.close()
         what = " (a TFLite model)" if head[4:8] == b"TFL3" else ""
         raise AmcError(f"{p} is a binary file{what}, not a benchmark_model log")
+    fh.seek(0)
+    return fh
+
+
+def check_log(path: str | Path) -> None:
+    """AmcError when the file cannot be a benchmark_model log (see _open_log); reads 64 KiB."""
+    _open_log(path).close()
+
+
+def read_log(path: str | Path) -> str:
+    """The text of a log file (at most MAX_LOG_BYTES), refused (AmcError naming the file) when
+    it cannot be a benchmark_model log: not a regular file, over MAX_LOG_BYTES, or binary."""
+    with _open_log(path) as fh:
+        data = fh.read(MAX_LOG_BYTES + 1)
+    if len(data) > MAX_LOG_BYTES:
+        from amc_tf.core.errors import AmcError
+
+        raise AmcError(f"{path} grew over the {MAX_LOG_BYTES // 2**20} MiB limit while being read")
     return data.decode("utf-8", errors="replace")
 
 
 def parse_file(path: str | Path) -> LogResult:
-    """Parse one log file; AmcError (exit 2) for a file too large or binary (see read_log)."""
-    return parse_text(read_log(path), source=str(Path(path)))
+    """Parse one log file, streamed (never held whole in memory); AmcError (exit 2) for a file
+    that cannot be a log (see _open_log)."""
+    with _open_log(path) as fh:
+        return parse_chunks(L.file_chunks(fh, MAX_LOG_BYTES), source=str(Path(path)))

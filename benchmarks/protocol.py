@@ -28,6 +28,7 @@ RUN_TIMEOUT_MULTIPLE = 2.0
 PER_INVOCATION_BOUND_S = 1.0
 # The longest run timeout: 7 days. A larger --run-timeout is refused; a larger derived one
 # (huge --warmup/--runs) is clamped to it (the OS's poll/select wait limits are ~24 days).
+MAX_REPEATS = 1000  # as benchmarks/loglines.MAX_REPEATS: `logs summarize` reads runs 1..1000
 MAX_RUN_TIMEOUT_S = 7 * 24 * 3600.0
 
 _MASK = re.compile(r"^(0x)?[0-9a-fA-F]+$")
@@ -55,6 +56,9 @@ class Protocol:
             raise ProtocolError(f"--runs must be >= 1, got {self.runs}")
         if self.repeats < 1:
             raise ProtocolError(f"--repeats must be >= 1, got {self.repeats}")
+        if self.repeats > MAX_REPEATS:
+            raise ProtocolError(f"--repeats must be at most {MAX_REPEATS} (run numbers beyond it are not read back), "
+                                f"got {self.repeats}")
         if self.threads < 1:
             raise ProtocolError(f"--threads must be >= 1, got {self.threads}")
         if self.delegate not in DELEGATES:

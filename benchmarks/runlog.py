@@ -77,7 +77,9 @@ def run_status(parsed, code: int | None, output: str) -> tuple[str, str | None]:
     if status == "ok":
         return "failed", f"benchmark_model exited with code {code}"
     if status == "no_result":
-        tail = next((l.strip() for l in reversed(output.splitlines()) if l.strip()), "")
+        from amc_tf.benchmarks.loglines import last_line
+
+        tail = last_line(output)  # looked for in the output's end only: it may be 64 MiB
         return "failed", f"benchmark_model exited with code {code}" + (f": {tail}" if tail else "")
     return status, error
 
@@ -269,13 +271,14 @@ def write_manifest(logdir: Path, record: BenchRecord) -> Path:
 
 
 def read_manifest(logdir: Path, name: str) -> dict | None:
+    """The manifest of `name`, None when there is none; JsonFileError (exit 2, naming the file
+    and the field) when it is not a regular file, too large, not JSON or of the wrong shape."""
+    from amc_tf.core.jsonfile import MANIFEST_SCHEMA, MAX_MANIFEST_BYTES, load_json
+
     p = manifest_path(logdir, name)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
+    return load_json(p, MAX_MANIFEST_BYTES, MANIFEST_SCHEMA)
 
 
 def check_model(path: str | Path) -> Path:

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from amc_tf.core.errors import AmcError
+from amc_tf.benchmarks.loglines import MAX_REPEATS, run_number
 from amc_tf.benchmarks.logparse import parse_file
 from amc_tf.benchmarks.runlog import RUN_FILE, read_manifest
+from amc_tf.core.textsafe import safe
 
 
 @dataclass
@@ -43,6 +45,7 @@ class ModelSummary:
     median_ms: float | None = None
     max_ms: float | None = None
     ratio_to_baseline: float | None = None
+    ignored: list[str] = field(default_factory=list)  # <name>_run<k>.txt files whose k is not 1..MAX_REPEATS
 
     @property
     def n_ok(self) -> int:
@@ -50,7 +53,11 @@ class ModelSummary:
 
     @property
     def problems(self) -> list[str]:
-        return [f"run {r.k} {r.status}" + (f": {r.error}" if r.error else "") for r in self.runs if r.status != "ok"]
+        out = [f"run {r.k} {r.status}" + (f": {r.error}" if r.error else "") for r in self.runs if r.status != "ok"]
+        if self.ignored:
+            out.append(f"ignored {len(self.ignored)} file(s) whose run number is not 1..{MAX_REPEATS} "
+                       f"(e.g. {self.ignored[0][:80]})")
+        return out
 
     @property
     def complete(self) -> bool:
@@ -78,10 +85,15 @@ def summarize_dir(logdir: str | Path, baseline: str | None = None, names: list[s
     if not logdir.is_dir():
         raise AmcError(f"log directory not found: {logdir}")
     groups: dict[str, dict[int, Path]] = {}
+    ignored: dict[str, list[str]] = {}
     for p in sorted(logdir.iterdir()):
         m = RUN_FILE.match(p.name)
         if m and p.is_file():
-            groups.setdefault(m.group("name"), {})[int(m.group("k"))] = p
+            k = run_number(m.group("k"))  # the file name is not trusted to size a loop
+            if k is None:
+                ignored.setdefault(m.group("name"), []).append(p.name)
+                continue
+            groups.setdefault(m.group("name"), {})[k] = p
     # a manifest with no surviving logs still says its model is missing runs
     for mp in logdir.glob("*.bench.json"):
         groups.setdefault(mp.name[: -len(".bench.json")], {})
@@ -99,8 +111,8 @@ def summarize_dir(logdir: str | Path, baseline: str | None = None, names: list[s
         manifest = read_manifest(logdir, name)
         expected = manifest.get("expected_runs") if manifest else None
         man_runs = {r["k"]: r for r in manifest.get("runs", [])} if manifest else {}
-        last = max(list(files) + [expected or 0] + list(man_runs))
-        ms = ModelSummary(name=name, expected_runs=expected)
+        last = min(max(list(files) + [expected or 0] + list(man_runs)), MAX_REPEATS)
+        ms = ModelSummary(name=name, expected_runs=expected, ignored=ignored.get(name, []))
         for k in range(1, last + 1):
             if k in files:
                 r = parse_file(files[k])
@@ -134,6 +146,16 @@ def summarize_dir(logdir: str | Path, baseline: str | None = None, names: list[s
     return out
 
 
+def _printable(models: list[ModelSummary]) -> list[ModelSummary]:
+    """Copies whose names and errors (from file names and log lines) have every control character
+    made visible (amc_tf.core.textsafe.safe): a table row cannot be split or recoloured by them."""
+    from dataclasses import replace
+
+    return [replace(m, name=safe(m.name), ignored=[safe(i) for i in m.ignored],
+                    runs=[replace(r, error=None if r.error is None else safe(r.error)) for r in m.runs])
+            for m in models]
+
+
 def _f(v: float | None, nd: int = 1) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
@@ -151,9 +173,10 @@ def _runs_cell(m: ModelSummary) -> str:
 
 
 def to_markdown(models: list[ModelSummary], baseline: str | None = None) -> str:
+    models = _printable(models)
     head = ["Model", "Latency (ms)", "std (ms)", "min", "median", "max", "runs", "run averages (ms)"]
     if baseline:
-        head.append(f"vs {baseline}")
+        head.append(f"vs {safe(baseline)}")
     rows = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for m in models:
         nd = _decimals(m.mean_ms, 1)
@@ -168,9 +191,10 @@ def to_markdown(models: list[ModelSummary], baseline: str | None = None) -> str:
 
 
 def to_text(models: list[ModelSummary], baseline: str | None = None) -> str:
+    models = _printable(models)
     head = ["model", "mean ms", "std", "min", "median", "max", "runs"]
     if baseline:
-        head.append(f"x {baseline}")
+        head.append(f"x {safe(baseline)}")
     body = []
     for m in models:
         nd = _decimals(m.mean_ms, 2)
@@ -189,6 +213,7 @@ def to_text(models: list[ModelSummary], baseline: str | None = None) -> str:
 
 
 def to_csv(models: list[ModelSummary]) -> str:
+    models = _printable(models)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["model", "run", "status", "avg_ms", "count", "mean_ms", "std_ms", "min_ms", "median_ms", "max_ms",

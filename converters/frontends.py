@@ -36,8 +36,10 @@ def load(path: str | os.PathLike, *, activation: str | None = None, bn_eps: floa
 
 def _refuse_tflite(path: str) -> None:
     """A .tflite is an output, not an input: say which commands take one."""
+    from amc_tf.core.fileutil import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(8)
     except OSError:
         return  # the reader reports it
@@ -51,7 +53,9 @@ def _is_onnx(path: str) -> bool:
     """By name (.onnx), or by content: neither a zip archive nor a pickle, yet a parseable ONNX model."""
     if path.lower().endswith(".onnx"):
         return True
-    with open(path, "rb") as fh:
+    from amc_tf.core.fileutil import open_regular
+
+    with open_regular(path) as fh:
         head = fh.read(2)
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return False

@@ -8,7 +8,6 @@ staging directories whose owner process is provably gone; others are left alone.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -104,10 +103,13 @@ def check_replaceable(outdir: Path) -> None:
     if outdir.is_symlink() or not outdir.is_dir():
         raise OutputExistsError(f"{outdir} is not a directory written by amc-tf; --force replaces only earlier "
                                 f"conversions: {hint}")
-    try:
-        report = json.loads((outdir / "report.json").read_text())
+    from amc_tf.core.errors import AmcError
+    from amc_tf.core.jsonfile import MAX_REPORT_BYTES, load_json
+
+    try:  # bounded, and a FIFO or device named report.json is refused, not read
+        report = load_json(outdir / "report.json", MAX_REPORT_BYTES)
         names = sorted(entry.name for entry in os.scandir(outdir))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AmcError):
         report, names = None, []
     if not (isinstance(report, dict) and isinstance(report.get("artifacts"), dict)
             and isinstance(report.get("network"), dict)):

@@ -44,8 +44,12 @@ def one_line(message: str, limit: int = 800) -> str:
 
 
 def _say(message: str) -> None:
+    """The one `error:` line: collapsed to one line, then every control character left in it (an
+    escape sequence from a file name, a C1 code, a byte that is not UTF-8) made visible."""
+    from amc_tf.core.textsafe import safe
+
     try:
-        sys.stderr.write(f"error: {one_line(message)}\n")
+        sys.stderr.write(f"error: {safe(one_line(message))}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import echo, echo_block, emit_json
 from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, RunFailedError
+from amc_tf.core.textsafe import safe
 
 
 def _progress(msg: str) -> None:
-    click.echo(msg, err=True)
+    echo(msg, err=True)
 
 
 def _protocol(**kw):
@@ -166,7 +167,7 @@ def _report(logdir: Path, log_names: list[str], records, baseline, as_json, erro
         emit_json({"logdir": str(logdir), "runs": [r.as_dict() for r in records], "errors": errors,
                    **to_json(models, baseline)})
     else:
-        click.echo(to_text(models, baseline), nl=False)
+        echo_block(to_text(models, baseline), nl=False)
     bad = [m for m in models if m.name in names and not m.complete]
     if bad or errors:
         what = "; ".join(errors + [f"{m.name}: {', '.join(m.problems) or 'no successful run'}" for m in bad])
@@ -193,25 +194,25 @@ def parse(file, as_json):
     if as_json:
         emit_json(r.as_dict())
     else:
-        click.echo(_describe(r), nl=False)
+        echo_block(_describe(r), nl=False)
     if not r.ok:
         raise RunFailedError(f"{p.name}: {r.error}")
 
 
 def _check_text(p: Path) -> None:
     """Refuse a file that cannot be a log (binary, or over the size limit) as bad input, before parsing."""
-    from amc_tf.benchmarks.logparse import read_log
+    from amc_tf.benchmarks.logparse import check_log
 
-    read_log(p)
+    check_log(p)
 
 
 def _describe(r) -> str:
     def us(v):
         return "-" if v is None else f"{v:.1f} us ({v / 1000:.3f} ms)"
 
-    lines = [f"source:            {r.source}", f"status:            {r.status}" + (f" ({r.format} format)" if r.format else "")]
+    lines = [f"source:            {safe(r.source)}", f"status:            {r.status}" + (f" ({r.format} format)" if r.format else "")]
     if r.error:
-        lines.append(f"error:             {r.error}")
+        lines.append(f"error:             {safe(r.error)}")
     lines += [
         f"inference avg:     {us(r.inference_avg_us)}",
         f"count:             {'-' if r.count is None else r.count}",
@@ -225,7 +226,7 @@ def _describe(r) -> str:
     if r.ops_by_type:
         lines.append("ops by type (avg ms):")
         for t, e in sorted(r.ops_by_type.items(), key=lambda kv: -kv[1]["avg_ms"]):
-            lines.append(f"  {t:<24} {e['avg_ms']:>10.3f}" + (f"  x{e['count']}" if "count" in e else ""))
+            lines.append(f"  {safe(t):<24} {e['avg_ms']:>10.3f}" + (f"  x{e['count']}" if "count" in e else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -248,11 +249,11 @@ def summarize(logdir, as_json, as_csv, as_md, baseline):
     if as_json:
         emit_json(to_json(models, baseline))
     elif as_csv:
-        click.echo(to_csv(models), nl=False)
+        echo_block(to_csv(models), nl=False)
     elif as_md:
-        click.echo(to_markdown(models, baseline), nl=False)
+        echo_block(to_markdown(models, baseline), nl=False)
     else:
-        click.echo(to_text(models, baseline), nl=False)
+        echo_block(to_text(models, baseline), nl=False)
     bad = [m for m in models if not m.complete]
     if bad:
         raise RunFailedError("incomplete: " + "; ".join(f"{m.name}: {', '.join(m.problems) or 'no run'}" for m in bad))

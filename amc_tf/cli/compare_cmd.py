@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import echo, echo_block, emit_json
 from amc_tf.core.errors import AmcError
+from amc_tf.core.textsafe import safe
 
 
 def _say(quiet: bool):
     def say(msg: str) -> None:
         if not quiet:
-            click.echo(f"amc-tf: {msg}", err=True)
+            echo(f"amc-tf: {msg}", err=True)
 
     return say
 
@@ -21,6 +22,7 @@ def _pct(v) -> str:
 
 
 def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
+    rows = [dict(r, name=safe(r["name"]), warnings=[safe(w) for w in r["warnings"]]) for r in rows]
     w = max(5, *(len(r["name"]) for r in rows))
     head = (f"{'model':<{w}} {'mode':<8} {'io':<8} {'MB':>6} {'x fp32':>6} {'ms':>8} {'x first':>7} "
             f"{'top-1 agr':>9} {'top-5 agr':>9} {'max|err|':>9} {'top-1':>6}")
@@ -36,7 +38,7 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
     for r in rows:
         for warning in r["warnings"]:
             lines.append(f"WARNING: {r['name']}: {warning}")
-    lines.append(f"{images['measured']} images from {images['root']}"
+    lines.append(f"{images['measured']} images from {safe(images['root'])}"
                  + (f" ({images['excluded_calibration']} left out: calibration images)" if images["excluded_calibration"] else ""))
     if protocol:
         lines.append(f"latency: local target, {protocol['threads']} thread(s), {protocol['warmup']} warm-up + "
@@ -105,7 +107,7 @@ def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_laten
         emit_json({"images": info, "protocol": protocol.as_dict() if protocol else None,
                    "target": "local" if protocol else None, "logdir": logdir, "rows": rows})
         return
-    click.echo(_table(rows, info, protocol.as_dict() if protocol else None), nl=False)
+    echo_block(_table(rows, info, protocol.as_dict() if protocol else None), nl=False)
 
 
 COMMANDS = [compare]

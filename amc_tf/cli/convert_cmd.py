@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli.options import BN_EPS
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import echo, emit_json
 from amc_tf.core.errors import AmcError
 from amc_tf.core.profiles import PROFILE_NAMES
 
@@ -13,7 +13,7 @@ from amc_tf.core.profiles import PROFILE_NAMES
 def _progress(quiet: bool):
     def report(msg: str) -> None:
         if not quiet:
-            click.echo(f"amc-tf: {msg}", err=True)
+            echo(f"amc-tf: {msg}", err=True)
 
     return report
 
@@ -77,33 +77,33 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
 
     report = run(checkpoint, outdir, options, progress=_progress(quiet), startup_s=startup_seconds())
     for warning in report.get("quantization", {}).get("warnings", []):
-        click.echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet
+        echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet
     if as_json:
         emit_json(report)
         return
     spec = report["network"]
-    click.echo(f"{outdir}: {spec['family']} {'/'.join(str(c) for c in spec['channels'])}")
-    click.echo(f"  MACs {report['macs'] / 1e6:.1f}M  params {report['params'] / 1e6:.3f}M  "
+    echo(f"{outdir}: {spec['family']} {'/'.join(str(c) for c in spec['channels'])}")
+    echo(f"  MACs {report['macs'] / 1e6:.1f}M  params {report['params'] / 1e6:.3f}M  "
                f"tflite {report['artifacts']['tflite']['bytes'] / 1e6:.2f} MB  in {report['timings_s']['total']:.1f}s")
     if "onnx" in report["artifacts"]:
         art = report["artifacts"]["onnx"]
-        click.echo(f"  onnx {art['bytes'] / 1e6:.2f} MB, opset {art['opset']}, {art['layout'].upper()} input")
+        echo(f"  onnx {art['bytes'] / 1e6:.2f} MB, opset {art['opset']}, {art['layout'].upper()} input")
     if "with_preprocessing" in report["artifacts"]:
         art = report["artifacts"]["with_preprocessing"]
-        click.echo(f"  with_preprocessing/: saved_model (uint8 images, any size), model.tflite (uint8 {art['tflite']['input']})")
+        echo(f"  with_preprocessing/: saved_model (uint8 images, any size), model.tflite (uint8 {art['tflite']['input']})")
     if "quantization" in report:
         from amc_tf.cli.quantize_text import quantization_lines
 
         for line in quantization_lines(report):
-            click.echo(line)
+            echo(line)
     ver = report["verification"]
     if ver.get("skipped"):
-        click.echo("  verification skipped (--no-verify)")
+        echo("  verification skipped (--no-verify)")
     else:
         width = max(len(pair) for pair in ver["pairs"])
         for pair, fig in ver["pairs"].items():
-            click.echo(f"  {pair:<{width}} max|diff| {fig['max_abs_diff']:.2e}  top-1 agreement {fig['top1_agreement']:.0%}")
-        click.echo(f"  verification {'passed' if ver['passed'] else 'FAILED'} (tolerance {ver['tolerance']:.2e})"
+            echo(f"  {pair:<{width}} max|diff| {fig['max_abs_diff']:.2e}  top-1 agreement {fig['top1_agreement']:.0%}")
+        echo(f"  verification {'passed' if ver['passed'] else 'FAILED'} (tolerance {ver['tolerance']:.2e})"
                    + (f"; {ver['note']}" if "note" in ver else ""))
 
 
@@ -137,12 +137,12 @@ def profile(checkpoint, profile, input_size, as_json):
     if as_json:
         emit_json({"family": spec.family, "input_size": spec.input_size, **result})
         return
-    click.echo(f"{'layer':<42} {'cin':>5} {'cout':>5} {'k':>2} {'s':>2} {'out':>4} {'MACs':>12} {'params':>10}")
+    echo(f"{'layer':<42} {'cin':>5} {'cout':>5} {'k':>2} {'s':>2} {'out':>4} {'MACs':>12} {'params':>10}")
     for r in result["layers"]:
-        click.echo(f"{r['name']:<42} {r['cin']:>5} {r['cout']:>5} {r['kernel']:>2} {r['stride']:>2} "
+        echo(f"{r['name']:<42} {r['cin']:>5} {r['cout']:>5} {r['kernel']:>2} {r['stride']:>2} "
                    f"{r['out_size']:>4} {r['macs']:>12,} {r['params']:>10,}")
-    click.echo(f"{'total':<42} {'':>5} {'':>5} {'':>2} {'':>2} {'':>4} {result['macs']:>12,} {result['params']:>10,}")
-    click.echo(f"{spec.family}: {result['macs'] / 1e6:.1f}M MACs, {result['params'] / 1e6:.3f}M params at {spec.input_size}x{spec.input_size}")
+    echo(f"{'total':<42} {'':>5} {'':>5} {'':>2} {'':>2} {'':>4} {result['macs']:>12,} {result['params']:>10,}")
+    echo(f"{spec.family}: {result['macs'] / 1e6:.1f}M MACs, {result['params'] / 1e6:.3f}M params at {spec.input_size}x{spec.input_size}")
 
 
 COMMANDS = [convert, profile]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from amc_tf.cli.output import echo
 from amc_tf.core.errors import AmcError
 
 
@@ -71,7 +72,7 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, hands
 
     def say(msg: str) -> None:
         if not quiet:
-            click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+            echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     try:
         dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys,
@@ -79,7 +80,7 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, hands
     except OSError as exc:
         raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     auth_desc = "" if keys is None else f", RSA auth with {len(keys)} key{'s' * (len(keys) != 1)}"
-    click.echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
+    echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
                f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
                f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
     say("commands run on this host: timings measure the host CPU, not a phone")
@@ -100,9 +101,9 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, hands
         timer.start()
     try:
         dev.serve_forever()  # returns only after stop(): here, only --max-seconds calls it
-        click.echo(f"stopped after {max_seconds}s (--max-seconds)" if timed_out.is_set() else "stopped", err=True)
+        echo(f"stopped after {max_seconds}s (--max-seconds)" if timed_out.is_set() else "stopped", err=True)
     except _Terminated:
-        click.echo("stopped (SIGTERM)", err=True)
+        echo("stopped (SIGTERM)", err=True)
         sys.exit(143)
     finally:
         if timer:
@@ -131,7 +132,7 @@ def benchmark_binary(out, force):
     except FileExistsError:
         raise AmcError(f"{path} exists (use --force to replace it)") from None
     path.chmod(0o755)
-    click.echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
+    echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
 
 
 COMMANDS = [device]

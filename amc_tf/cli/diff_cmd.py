@@ -7,7 +7,7 @@ import os
 import click
 
 from amc_tf.cli.options import BN_EPS, NON_NEGATIVE
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import echo, echo_block, emit_json
 from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -22,7 +22,7 @@ class DiffFailed(AmcError):
 def _progress(quiet: bool):
     def report(msg: str) -> None:
         if not quiet:
-            click.echo(f"amc-tf: {msg}", err=True)
+            echo(f"amc-tf: {msg}", err=True)
 
     return report
 
@@ -100,13 +100,13 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
     else:
         from amc_tf.services.layerdiff.metrics import format_table
 
-        click.echo(f"{model}: {spec.family} {'/'.join(map(str, spec.channels()))}, "
+        echo(f"{model}: {spec.family} {'/'.join(map(str, spec.channels()))}, "
                    f"{len(x)} input(s) from {result['inputs']['source']}")
         for runtime, why in result["skipped"].items():
-            click.echo(f"({runtime} not compared: {why})")
+            echo(f"({runtime} not compared: {why})")
         for comparison in result["comparisons"]:
-            click.echo("")
-            click.echo(format_table(comparison, spec))
+            echo("")
+            echo_block(format_table(comparison, spec))
     if not result["passed"]:
         firsts = ", ".join(f"{c['candidate']} vs {c['reference']} at {c['first_over']}"
                            for c in result["comparisons"] if c["first_over"])

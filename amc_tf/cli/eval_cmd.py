@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli.options import NON_NEGATIVE
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import echo, emit_json
 from amc_tf.core.errors import AmcError
 
 
@@ -30,7 +30,7 @@ def _progress_line(enabled: bool):
         if not enabled or (now - last[0] < 0.25 and not final):
             return
         if final and last[1] is p:  # already on screen: end the line
-            click.echo("", err=True)
+            echo("", err=True)
             return
         last[:] = [now, p]
         of = f"/{p.total}" if p.total else ""
@@ -102,17 +102,17 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
     if last:
         show(last[0], final=True)
     for item in result["skipped_files"]:
-        click.echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)
+        echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)
     if logits_path:
         result["logits_file"] = save_logits
     # the figures first: a failure to write the logits must not lose them
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"{model} [{result['backend']}, {mode} preprocessing] on {data_dir} ({result['data']['layout']})")
-        click.echo(f"  top-1 {result['top1']:.2%} ({result['correct_top1']}/{result['evaluated']})  "
+        echo(f"{model} [{result['backend']}, {mode} preprocessing] on {data_dir} ({result['data']['layout']})")
+        echo(f"  top-1 {result['top1']:.2%} ({result['correct_top1']}/{result['evaluated']})  "
                    f"top-5 {result['top5']:.2%} ({result['correct_top5']}/{result['evaluated']})")
-        click.echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "
+        echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "
                    f"{result['images_per_s']} images/s")
     if logits_path:
         _write_logits(logits_path, logits, force)
@@ -215,7 +215,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     from amc_tf.core.data import open_dataset
     from amc_tf.services.evaluate import preprocessing_for
 
-    say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"amc-tf: {msg}", err=True))
+    say = (lambda msg: None) if quiet else (lambda msg: echo(f"amc-tf: {msg}", err=True))
     dataset = open_dataset(images) if images else None
     _set_tf_threads(threads)
     with tempfile.TemporaryDirectory(prefix="amc-tf-parity-") as tmp:
@@ -275,14 +275,14 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"parity of {target} on {result['n']} images ({result['images']}):")
-        click.echo(f"  {'pair':<42} {'max|diff|':>10} {'mean|diff|':>10} {'min cos':>10} {'top-1':>7} {'top-5':>7}")
+        echo(f"parity of {target} on {result['n']} images ({result['images']}):")
+        echo(f"  {'pair':<42} {'max|diff|':>10} {'mean|diff|':>10} {'min cos':>10} {'top-1':>7} {'top-5':>7}")
         for name, fig in pairs.items():
-            click.echo(f"  {name:<42} {fig['max_abs_diff']:>10.2e} {fig['mean_abs_diff']:>10.2e} "
+            echo(f"  {name:<42} {fig['max_abs_diff']:>10.2e} {fig['mean_abs_diff']:>10.2e} "
                        f"{fig['min_cosine']:>10.7f} {fig['top1_agreement']:>7.1%} {fig['top5_agreement']:>7.1%}")
         for note in notes:
-            click.echo(f"  note: {note}")
-        click.echo(f"  {'PASSED' if not failures else 'FAILED'} (max |diff| <= {max_diff:g}, "
+            echo(f"  note: {note}")
+        echo(f"  {'PASSED' if not failures else 'FAILED'} (max |diff| <= {max_diff:g}, "
                    f"top-1 agreement >= {min_top1_agreement:.0%})")
     if failures:
         raise ParityFailed("; ".join(failures))

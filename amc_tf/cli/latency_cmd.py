@@ -14,9 +14,10 @@ from pathlib import Path
 
 import click
 
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import echo, echo_block, emit_json
 from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, Interrupted, OutputExistsError, RunFailedError
+from amc_tf.core.textsafe import safe
 
 
 class _Bar:
@@ -37,26 +38,27 @@ class _Bar:
         frac = done / max(total, 1)
         text = f"[{'#' * int(30 * frac):<30}] {done}/{total} {label}{eta}"
         if self.tty:
-            click.echo(f"\r{text[:110]:<110}", nl=done == total, err=True)
+            click.echo(f"\r{safe(text)[:110]:<110}", nl=done == total, err=True)
             self.open_line = done != total
         elif int(frac * 10) > self.last_decile:
             self.last_decile = int(frac * 10)
-            click.echo(text, err=True)
+            echo(text, err=True)
 
     def finish(self) -> None:
         if self.open_line:
-            click.echo("", err=True)
+            echo("", err=True)
             self.open_line = False
 
 
 def _holds_points(partial: Path) -> bool:
     """Whether the partial file now holds measured points (an interrupted build keeps them)."""
-    import json
+    from amc_tf.core.errors import AmcError
+    from amc_tf.core.jsonfile import MAX_PARTIAL_BYTES, load_json
 
     try:
-        data = json.loads(partial.read_text())
+        data = load_json(partial, MAX_PARTIAL_BYTES)
         return bool(data.get("points")) or any(c.get("rounds_us") for c in data.get("calibration", {}).values())
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError, AmcError):
         return False
 
 
@@ -106,7 +108,7 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
     if target == "local" and (serial or adb_path):
         raise AmcError("--serial and --adb are only for --target adb")
     partial = out.with_name(out.name + ".partial.json")
-    say = None if quiet else (lambda m: click.echo(m, err=True))
+    say = None if quiet else (lambda m: echo(m, err=True))
     timer = make_timer(target, threads, benchmark_binary, serial, adb_path, say, run_timeout)
     bar = _Bar(quiet)
     try:
@@ -134,15 +136,15 @@ def build(output, target, serial, benchmark_binary, adb_path, threads, family, i
         emit_json(summary)
         return
     fp = lut.fingerprint
-    click.echo(f"wrote {out}: {summary['points']} points in {len(lut.tables)} tables, "
+    echo(f"wrote {out}: {summary['points']} points in {len(lut.tables)} tables, "
                f"built in {_mmss(summary['build_s'])} ({summary['resumed_points']} points resumed)")
-    click.echo(f"target: {fp['target']} {fp.get('device') or fp.get('cpu')}, {fp['runtime']}, "
+    echo(f"target: {fp['target']} {fp.get('device') or fp.get('cpu')}, {fp['runtime']}, "
                f"{fp['threads']} thread(s), {fp['delegate']}")
     for row in summary["calibration"]:
-        click.echo(f"calibration {row['model']}: measured {row['measured_us'] / 1000:.3f} ms, "
+        echo(f"calibration {row['model']}: measured {row['measured_us'] / 1000:.3f} ms, "
                    f"sum of layers {row['uncalibrated_us'] / 1000:.3f} ms")
     if lut.scale:
-        click.echo("scale: " + ", ".join(f"{k} {v:.3f}" for k, v in lut.scale.items()))
+        echo("scale: " + ", ".join(f"{k} {v:.3f}" for k, v in lut.scale.items()))
 
 
 def _spec_of(model: str | None, profile: str | None, input_size: int | None, default_size: int):
@@ -167,7 +169,7 @@ def _spec_of(model: str | None, profile: str | None, input_size: int | None, def
 
 
 def _format(result: dict, spec, label: str) -> str:
-    lines = [f"{label}: {spec.family} {'/'.join(map(str, spec.channels()))}, input {spec.input_size}",
+    lines = [f"{safe(label)}: {spec.family} {'/'.join(map(str, spec.channels()))}, input {spec.input_size}",
              f"{'layer':<40} {'op':<12} {'output':>13} {'MMACs':>8} {'ms':>8} {'share':>6}"]
     for layer in result["layers"]:
         h, w, c = layer["shape"][1]
@@ -251,7 +253,7 @@ def predict(model, profile, lut_path, input_size, target, serial, benchmark_bina
     if as_json:
         emit_json(result)
     else:
-        click.echo(_format(result, spec, label), nl=False)
+        echo_block(_format(result, spec, label), nl=False)
 
 
 COMMANDS = [latency]

@@ -21,7 +21,9 @@ import numpy as np
 
 from amc_tf.core.errors import AmcError
 from amc_tf.core.preprocess import Preprocessing
-from amc_tf.core.fileutil import sha256_file
+from amc_tf.core.fileutil import is_regular, sha256_file
+
+MAX_IMAGE_BYTES = 256 << 20  # an image file over 256 MiB is not a calibration photo
 
 SYNTHETIC = "synthetic"
 MANIFEST = "calibration.txt"
@@ -51,11 +53,29 @@ def open_images(root: str | os.PathLike):
                        if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
             raise CalibrationError(f"--calibration {root}: no images found") from None
-        return Dataset("images", root, (), files)
+        return _regular_only(Dataset("images", root, (), files))
     if dataset.records:
         raise CalibrationError(f"--calibration {root}: TFRecord shards are not supported for calibration; "
                                "give a folder of images")
-    return dataset
+    return _regular_only(dataset)
+
+
+def _regular_only(dataset):
+    """The dataset without the entries that are not regular files (a FIFO or a device named like
+    an image, a broken link): they are moved to `skipped`, never hashed nor read."""
+    keep = [i for i, f in enumerate(dataset.files) if is_regular(f)]
+    if len(keep) == len(dataset.files):
+        return dataset
+    if not keep:
+        raise CalibrationError(f"--calibration {dataset.root}: no images found (none of its "
+                               f"{len(dataset.files)} image names is a regular file)")
+    pick = np.asarray(keep, np.int64)
+    kept = set(keep)
+    dropped = [{"file": f, "error": "not a regular file"} for i, f in enumerate(dataset.files) if i not in kept]
+    return replace(dataset, files=[dataset.files[i] for i in keep],
+                   labels=None if dataset.labels is None else dataset.labels[pick],
+                   imagenet_labels=None if dataset.imagenet_labels is None else dataset.imagenet_labels[pick],
+                   skipped=list(dataset.skipped) + dropped)
 
 
 @dataclass
@@ -96,7 +116,7 @@ def split(root: str | os.PathLike, size: int, max_held_out: int = MAX_HELD_OUT, 
         raise CalibrationError(f"--calibration-size must be >= 1, got {size}")
     dataset = check_size(root, size)
     n = len(dataset.files)
-    hashes = [sha256_file(f) for f in dataset.files]
+    hashes = [sha256_file(f, MAX_IMAGE_BYTES, what=f"--calibration image {f}") for f in dataset.files]
     order = np.random.default_rng(seed).permutation(n).tolist()
     calibration = sorted(order[:size])
     seen = {hashes[i] for i in calibration}
@@ -141,6 +161,9 @@ def synthetic(n: int, prep: Preprocessing, seed: int = SEED) -> np.ndarray:
 def read_manifest(path: str | os.PathLike) -> set[str]:
     """The sha256 hashes listed in a calibration.txt (empty if there is none)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return set()
-    return {line.split()[0] for line in path.read_text().splitlines() if line.strip()}
+    from amc_tf.core.fileutil import read_regular  # a FIFO or a device is refused, not read
+
+    text = read_regular(path, 64 << 20, what=str(path)).decode("utf-8", errors="replace")
+    return {line.split()[0] for line in text.splitlines() if line.strip()}

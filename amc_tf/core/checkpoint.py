@@ -232,8 +232,10 @@ def load_pickled(path: str | os.PathLike) -> Any:
     hostile or oversized input raises `CheckpointError("<path>: <what is wrong>")`."""
     path = os.fspath(path)
     safety.check_regular_file(path)
+    from amc_tf.core.fileutil import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:  # a FIFO or device swapped in after the check is still refused
             size = os.fstat(fh.fileno()).st_size
             limit = safety.MAX_TOTAL_BYTES + safety.MAX_PICKLE_BYTES
             if size > limit:

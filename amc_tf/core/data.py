@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import functools
 import glob
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -124,7 +125,12 @@ def open_dataset(root: str | os.PathLike, ground_truth: str | None = None) -> Da
         raise DataError(f"{root}: no such directory")
     records = sorted(glob.glob(os.path.join(root, TFRECORD_GLOB)))
     if records:
-        return Dataset("tfrecord", root, (), records=records)
+        # a FIFO or a device named like a shard would block or never end: named, not read
+        skipped = [{"file": r, "error": _entry_kind(r)} for r in records if _entry_kind(r) != "file"]
+        records = [r for r in records if _entry_kind(r) == "file"]
+        if not records:
+            raise DataError(f"{root}: none of its {len(skipped)} TFRecord shard names is a regular file")
+        return Dataset("tfrecord", root, (), records=records, skipped=skipped)
     subdirs, images, skipped = [], [], []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         kind = _entry_kind(entry.path)
@@ -246,15 +252,23 @@ def _imagenet_val(root: str, images: list[str], ground_truth: str | None) -> Dat
     return Dataset("imagenet-val", root, imagenet_wnids(), files, labels, labels)
 
 
+MAX_GROUND_TRUTH_BYTES = 64 << 20  # the ImageNet validation ground truth is 2 MB
+
+
 def read_ground_truth(path: str) -> dict[str, str]:
     """{image id (ILSVRC2012_val_00000001): wnid} from either ground-truth format."""
+    from amc_tf.core.fileutil import read_regular
+
+    text = read_regular(path, MAX_GROUND_TRUTH_BYTES).decode("utf-8", errors="replace")  # no FIFO, no device
     if path.endswith(".csv"):
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
         if not rows or "ImageId" not in rows[0] or "PredictionString" not in rows[0]:
             raise DataError(f"{path}: expected the columns ImageId,PredictionString")
         return {r["ImageId"]: r["PredictionString"].split()[0] for r in rows}
-    ids = [int(line) for line in open(path).read().split()]
+    try:
+        ids = [int(line) for line in text.split()]
+    except ValueError:
+        raise DataError(f"{path}: expected one ILSVRC2012_ID (an integer) per line") from None
     meta = os.path.join(os.path.dirname(path), "meta.mat")
     if not os.path.isfile(meta):
         raise DataError(f"{path} holds ILSVRC2012_IDs, which need the devkit's meta.mat beside it to map to wnids")

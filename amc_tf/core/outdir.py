@@ -94,6 +94,23 @@ class OutDir:
         return network
 
 
+def read_report(report_path: Path) -> dict:
+    """report.json, bounded and validated against jsonfile.REPORT_SCHEMA; its artifact paths must
+    stay inside the OUTDIR (relative, no '..'). JsonFileError (exit 2) naming the file and field."""
+    from amc_tf.core.jsonfile import MAX_REPORT_BYTES, REPORT_SCHEMA, JsonFileError, load_json
+
+    report = load_json(report_path, MAX_REPORT_BYTES, REPORT_SCHEMA)
+    for key, entry in report.get("artifacts", {}).items():
+        if not isinstance(entry, dict):
+            continue
+        for field in ("path", "prefix"):
+            rel = entry.get(field)
+            if isinstance(rel, str) and (os.path.isabs(rel) or ".." in Path(rel).parts or "\0" in rel):
+                raise JsonFileError(f"{report_path}: artifacts.{key}.{field}: {rel!r} is not a path inside the "
+                                    "output directory")
+    return report
+
+
 def is_outdir(path: str | os.PathLike) -> bool:
     return (Path(path) / "report.json").is_file()
 
@@ -101,10 +118,10 @@ def is_outdir(path: str | os.PathLike) -> bool:
 def read_outdir(path: str | os.PathLike) -> OutDir:
     path = Path(path)
     report_path = path / "report.json"
-    if not report_path.is_file():
+    if not os.path.lexists(report_path):
         raise AmcError(f"{path}: not a conversion output directory (no report.json)")
+    report = read_report(report_path)
     try:
-        report = json.loads(report_path.read_text())
         NetSpec.from_dict(report["network"])
     except (ValueError, KeyError, TypeError) as exc:
         raise AmcError(f"{report_path}: unreadable report ({type(exc).__name__}: {exc})") from None

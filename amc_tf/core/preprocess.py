@@ -124,23 +124,28 @@ def pil_open(source, prep: "Preprocessing | None" = None):
     from PIL import Image
 
     if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(bytes(source))
-    else:
-        check_regular_file(source)
-    with Image.open(source) as img:
+        with Image.open(io.BytesIO(bytes(source))) as img:
+            if prep is not None:
+                check_resize(*img.size, prep)
+            return img.convert("RGB")
+    with _open_image_file(source) as fh, Image.open(fh) as img:
         if prep is not None:
             check_resize(*img.size, prep)
         return img.convert("RGB")
 
 
-def check_regular_file(path) -> None:
-    """OSError for a path that cannot be resolved (a symlink loop, ...), ValueError for one that
-    is not a regular file (a device such as /dev/zero, a FIFO): never read such a file as an image."""
-    import os
-    import stat
+MAX_IMAGE_FILE_BYTES = 256 << 20  # an image file over 256 MiB is not a photo to classify
 
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError("not a regular file (a device, FIFO or socket)")
+
+def _open_image_file(path):
+    """The image file opened through amc_tf.core.fileutil.open_regular: a FIFO or a device named
+    like an image is refused before a byte is read (ValueError, as an undecodable image)."""
+    from amc_tf.core.fileutil import NotRegularFileError, open_regular
+
+    try:
+        return open_regular(path, MAX_IMAGE_FILE_BYTES)
+    except NotRegularFileError:
+        raise ValueError("not a regular file (a device, FIFO or socket)") from None
 
 
 def check_image(source, prep: "Preprocessing | None" = None):
@@ -153,10 +158,9 @@ def check_image(source, prep: "Preprocessing | None" = None):
     if isinstance(source, (bytes, bytearray, memoryview)):
         stream = io.BytesIO(bytes(source))
     else:
-        check_regular_file(source)
-        stream = source
+        stream = _open_image_file(source)
     try:
-        with Image.open(stream) as img:
+        with stream, Image.open(stream) as img:
             size = img.size
     except Image.DecompressionBombError:
         raise

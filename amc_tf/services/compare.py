@@ -82,7 +82,8 @@ def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | No
     except AmcError as exc:  # its messages name --calibration, the option it serves elsewhere
         raise AmcError(str(exc).replace("--calibration ", "--images ", 1)) from None
     taken = set().union(*(c.calibration_hashes for c in cands))
-    keep = [i for i, f in enumerate(dataset.files) if not taken or sha256_file(f) not in taken]
+    keep = [i for i, f in enumerate(dataset.files)
+            if not taken or sha256_file(f, calibration.MAX_IMAGE_BYTES, what=f"--images image {f}") not in taken]
     excluded = len(dataset.files) - len(keep)
     if limit is not None:
         keep = keep[:limit]

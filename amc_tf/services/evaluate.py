@@ -166,14 +166,19 @@ def image_pipeline(dataset: Dataset, labels: np.ndarray | None, offset: int, mod
         ds = ds.take(limit)
 
     if mode == "tf":
-        def checked(src):  # the pil path's checks, from the header, before tf reads or allocates the image
-            check_image(src if from_bytes else src.decode(), prep)
-            return src
+        def checked(src):  # the pil path's checks, from the header, before tf allocates the image
+            if not from_bytes:  # read once, as a regular file of bounded size (never a FIFO or device)
+                from amc_tf.core.fileutil import read_regular
+                from amc_tf.core.preprocess import MAX_IMAGE_FILE_BYTES
+
+                src = read_regular(src.decode(), MAX_IMAGE_FILE_BYTES)
+            check_image(src, prep)
+            return np.asarray(src, dtype=object)  # an object scalar: numpy's bytes dtype would drop trailing NULs
 
         def decode(i, src, y):
             src = tf.numpy_function(checked, [src], tf.string, stateful=False)
             src.set_shape([])
-            image = tf_decode(src if from_bytes else tf.io.read_file(src))
+            image = tf_decode(src)
             return i, (image if raw else tf_crop(image, prep)), y
     else:
         def load(src):

@@ -101,8 +101,11 @@ def compare(spec: NetSpec, reference: Taps, candidate: Taps, tolerance: float) -
 
 
 def _short(name: str, width: int, scope: str) -> str:
-    """The first of ';'-joined op names, without the network's scope, cut to `width`."""
-    name = name.split(";")[0].replace(f"{scope}/", "")
+    """The first of ';'-joined op names, without the network's scope, cut to `width`; control
+    characters (a model file's names are untrusted) made visible (amc_tf.core.textsafe)."""
+    from amc_tf.core.textsafe import safe
+
+    name = safe(name.split(";")[0].replace(f"{scope}/", ""))
     return name if len(name) <= width else name[:width - 1] + "…"
 
 
