@@ -143,9 +143,9 @@ def test_names_with_spaces_and_shell_metacharacters_survive(adb_server, emulator
     res = bench(model, tmp_path / "logs", [emu.serial], bm, "--name", "odd", "--repeats", 1, "--cleanup")
     assert res.exit_code == 0, res.output
     argv = (emu.tmp / "argv.txt").read_text().splitlines()
-    assert argv[0] == f"--graph={emu.tmp}/{odd}.tflite"  # one argument, exactly the pushed path
+    assert argv[0] == f"--graph={emu.tmp}/odd.tflite"  # one argument: the model goes to the device as <log name>.tflite
     assert not list(emu.root.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
-    assert not (emu.tmp / model.name).exists() and not (emu.tmp / bm.name).exists()  # --cleanup removed them
+    assert not (emu.tmp / "odd.tflite").exists() and not (emu.tmp / bm.name).exists()  # --cleanup removed them
     # and plain adb moves such a name both ways
     adb("-s", emu.serial, "push", str(model), f"/data/local/tmp/{odd}.x")
     assert (emu.tmp / f"{odd}.x").read_bytes() == FAKE_TFLITE
@@ -259,3 +259,24 @@ def test_server_start_up_chatter_stays_out_of_the_error(adb_env, fake_model, tmp
     assert res.exit_code == 2 and server_log.exists()
     assert res.stderr.splitlines() == ["error: device 127.0.0.1:9 not found (connected: none); for a network device "
                                        "run `adb connect 127.0.0.1:9` first"]
+
+
+def test_two_outdirs_each_holding_model_tflite_run_as_themselves(adb_server, emulators, tmp_path, monkeypatch):
+    # the local command `amc-tf bench out out-fp16` works unchanged with --target adb
+    emu = emulators("dev")
+    monkeypatch.chdir(tmp_path)
+    digests = {}
+    for folder, extra in (("out", b"fp32"), ("out-fp16", b"fp16")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.tflite").write_bytes(FAKE_TFLITE + extra)
+        digests[folder] = hashlib.sha256(FAKE_TFLITE + extra).hexdigest()
+    bm = script(tmp_path / "bin" / "bm", 'g="${1#--graph=}"; echo "$(basename "$g") $(sha256sum < "$g")" >> "$0.seen"\n'
+                f"cat <<'EOF'\n{LOG_LINES}EOF\n")
+    proc = subprocess.run([*AMC_TF, "bench", "out", "out-fp16", "--target", "adb", "--benchmark-binary", str(bm),
+                           "--repeats", "2", "--logdir", "logs"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = [line.split()[:2] for line in (emu.tmp / "bm.seen").read_text().splitlines()]
+    assert seen == [["out.tflite", digests["out"]]] * 2 + [["out-fp16.tflite", digests["out-fp16"]]] * 2
+    assert sorted(p.name for p in (tmp_path / "logs").glob("*_run*.txt")) == [
+        "out-fp16_run1.txt", "out-fp16_run2.txt", "out_run1.txt", "out_run2.txt"]
+    assert [line.split()[0] for line in proc.stdout.splitlines()[1:]] == ["out", "out-fp16"]
