@@ -149,7 +149,7 @@ def select_serials(adb: Adb, serials: list[str]) -> list[str]:
             raise DeviceError("no Android device found (`adb devices` lists none): connect one and enable USB debugging")
         if len(listed) > 1:
             desc = ", ".join(f"{s} ({st})" for s, st in sorted(listed.items()))
-            raise DeviceError(f"several devices connected ({desc}): choose with --serial")
+            raise DeviceError(f"several devices connected ({desc}): choose with --serial{_twice_hint(listed)}")
         serials = list(listed)
     seen = set()
     for s in serials:
@@ -177,6 +177,17 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _twice_hint(listed: dict[str, str]) -> str:
+    """A device on 127.0.0.1:N (N odd, 5555-5585) is also `emulator-<N-1>`: the adb server's
+    own scan for local emulators finds it. Say so, as the two serials are one device."""
+    for s in listed:
+        m = re.fullmatch(r"(?:127\.0\.0\.1|localhost):(\d+)", s)
+        if m and f"emulator-{int(m.group(1)) - 1}" in listed:
+            return (f" ({s} and emulator-{int(m.group(1)) - 1} are probably one device, seen twice because the adb "
+                    f"server scans ports 5554-5585 for emulators; `amc-tf device emulate` listens on 15555 by default)")
+    return ""
 
 
 def serial_tag(serial: str) -> str:
