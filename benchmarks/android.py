@@ -1,8 +1,9 @@
 """The Android target: the real `adb` client drives `benchmark_model` on devices.
 
 Every adb call names its device (`adb -s SERIAL`). Binary and models go to
-/data/local/tmp (the one place shell users may execute from); a push is skipped when
-the remote file's size and sha256 already match. Each run is one benchmark_model
+/data/local/tmp (the one place shell users may execute from), each model as
+<log name>.tflite (log names are unique, so two OUTDIRs' model.tflite never clash there);
+a push is skipped when the remote file's size and sha256 already match. Each run is one benchmark_model
 invocation with the exact-count flags, optionally under `taskset MASK`; its raw output
 (stdout and stderr, merged on the device) is written to its log as soon as the run
 ends, so a device lost at run 3 keeps runs 1-2. Before and after every run the device
@@ -27,6 +28,7 @@ from typing import Callable
 
 from amc_tf.core.errors import AmcError, DeviceError
 from amc_tf.core.fileutil import sha256_file
+from amc_tf.benchmarks.adb_devices import select_serials, serial_tag, state_problem  # noqa: F401 (re-exported)
 from amc_tf.benchmarks.device_info import INFO_SCRIPT, parse_info
 from amc_tf.benchmarks.logparse import parse_text
 from amc_tf.benchmarks.protocol import Protocol
@@ -131,47 +133,16 @@ def one_line(text: str) -> str:
     return "; ".join(errors or lines)
 
 
-def state_problem(serial: str, state: str) -> str | None:
-    if state == "device":
-        return None
-    if state == "unauthorized":
-        return (f"device {serial} is unauthorized: unlock it and accept the 'Allow USB debugging' prompt "
-                "(or revoke USB debugging authorisations and reconnect)")
-    if state == "offline":
-        return f"device {serial} is offline: reconnect it (or run `adb reconnect`)"
-    if state == "no permissions":
-        return f"device {serial}: no permissions (add a udev rule for it, or run the adb server with more rights)"
-    return f"device {serial} is in state {state!r}, not 'device'"
+def device_model_path(log_name: str) -> str:
+    """Where a model logged as LOG_NAME is pushed: /data/local/tmp/<log name>.tflite."""
+    return f"{REMOTE_DIR}/{log_name}.tflite"
 
 
-def select_serials(adb: Adb, serials: list[str]) -> list[str]:
-    """The serials to use; raises DeviceError saying exactly what is wrong."""
-    listed = adb.devices()
-    if not serials:
-        if not listed:
-            raise DeviceError("no Android device found (`adb devices` lists none): connect one and enable USB debugging")
-        if len(listed) > 1:
-            desc = ", ".join(f"{s} ({st})" for s, st in sorted(listed.items()))
-            raise DeviceError(f"several devices connected ({desc}): choose with --serial")
-        serials = list(listed)
-    seen = set()
-    for s in serials:
-        if s in seen:
-            raise DeviceError(f"--serial {s} given twice")
-        seen.add(s)
-        if s not in listed:
-            have = ", ".join(sorted(listed)) or "none"
-            hint = (f"; for a network device run `adb connect {s}` first"
-                    if re.match(r"^[\w.-]+:\d+$", s) else "")
-            raise DeviceError(f"device {s} not found (connected: {have}){hint}")
-        problem = state_problem(s, listed[s])
-        if problem:
-            raise DeviceError(problem)
-    return serials
-
-
-def serial_tag(serial: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", serial)
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -230,7 +201,7 @@ class DeviceWorker:
             if rc != 0:
                 self.check_alive()
                 raise DeviceError(f"{self.serial}: push of {local} to {remote} failed: {msg}")
-            self.say(f"pushed {local.name} -> {remote}")
+            self.say(f"pushed {local} -> {remote}")
         self.placed.append(remote)
         if executable:
             self.adb.shell(self.serial, f"chmod 755 {q}")
@@ -268,20 +239,18 @@ class DeviceWorker:
         self.check_alive()
         self.place(self.binary, self.remote_binary, executable=True)
         remotes = {}
-        for _, _, local in self.models:
-            remote = f"{REMOTE_DIR}/{local.name}"
-            if remote not in remotes.values():
-                self.place(local, remote, executable=False)
-            remotes[str(local)] = remote
+        for _, name, local in self.models:
+            remotes[name] = device_model_path(name)
+            self.place(local, remotes[name], executable=False)
         device = self.info() or {}
-        for log_name, _, local in self.models:
+        for log_name, name, local in self.models:
             rec = BenchRecord(name=log_name, model=str(local), model_sha256=sha256_file(local), target="adb",
                               protocol=self.protocol.as_dict(),
                               runner={"kind": "benchmark_model", "serial": self.serial, "binary": str(self.binary),
-                                      "remote_binary": self.remote_binary, "remote_model": remotes[str(local)],
+                                      "remote_binary": self.remote_binary, "remote_model": remotes[name],
                                       "device": device})
             self.records.append(rec)
-            self._model_runs(rec, remotes[str(local)])
+            self._model_runs(rec, remotes[name])
 
     def _model_runs(self, rec: BenchRecord, remote_model: str) -> None:
         p = self.protocol
@@ -369,10 +338,12 @@ def bench_android(models: list[tuple[str, Path]], protocol: Protocol, logdir: Pa
         raise AmcError(f"benchmark binary not found: {binary}")
     if not binary.is_file():
         raise AmcError(f"benchmark binary is not a file: {binary}")
-    bases = [p.name for _, p in models]
-    clash = sorted({b for b in bases if bases.count(b) > 1 and len({str(p) for _, p in models if p.name == b}) > 1})
-    if clash:
-        raise AmcError(f"two different models are both named {clash[0]} and would overwrite each other on the device")
+    # each model goes to the device as <log name>.tflite: log names are unique, so two OUTDIRs'
+    # model.tflite never overwrite each other there (the same command works on every target)
+    for name, path in models:
+        if device_model_path(name) == f"{REMOTE_DIR}/{binary.name}" and not _same_file(path, binary):
+            raise AmcError(f"the model logged as {name!r} and the benchmark binary {binary.name} would share "
+                           f"{REMOTE_DIR}/{binary.name} on the device; rename the binary or pass --name")
     client = Adb(resolve_adb(adb))
     chosen = select_serials(client, serials)
     multi = len(chosen) > 1

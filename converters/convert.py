@@ -45,6 +45,7 @@ class ConvertOptions:
     profile: str | None = None
     activation: str | None = None
     bn_eps: float = 1e-5
+    slim_bn_eps: float | None = None  # slim/model.ckpt's BatchNorm statistics set for this epsilon (slim_bn_eps.py)
     input_size: int | None = None  # None: 224, or an ONNX model's fixed input size
     verify: bool = True
     force: bool = False
@@ -268,9 +269,10 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
     timings["saved_model"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    progress("writing slim/model.ckpt")
+    progress("writing slim/model.ckpt" + (f" (BatchNorm statistics for epsilon {options.slim_bn_eps:g})"
+                                          if options.slim_bn_eps is not None else ""))
     (tmp / "slim").mkdir()
-    names = write_slim_checkpoint(model, tmp / "slim" / "model.ckpt")
+    names, folded = write_slim_checkpoint(model, tmp / "slim" / "model.ckpt", bn_eps=options.slim_bn_eps)
     timings["slim"] = time.perf_counter() - t
 
     runtimes, extra_artifacts = _extra_exports(model, tmp, options, timings, progress)
@@ -289,7 +291,9 @@ def _export(network: Network, reference: _PendingReference | None, tmp: Path, op
                        "input": [1, network.spec.input_size, network.spec.input_size, network.spec.in_ch],
                        "dtype": "float32"},
             "saved_model": {"path": "saved_model", "signature": "serving_default", "input": "input", "output": "logits"},
-            "slim_checkpoint": {"prefix": "slim/model.ckpt", "variables": len(names)},
+            "slim_checkpoint": {"prefix": "slim/model.ckpt", "variables": len(names),
+                                "bn_eps": network.spec.bn_eps if folded is None else folded["to"],
+                                **({"bn_eps_folded": folded} if folded is not None else {})},
             **extra_artifacts,
         },
         "tools": tool_versions(),

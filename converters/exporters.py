@@ -20,23 +20,32 @@ def write_saved_model(model: SlimMobileNet, directory: str | os.PathLike) -> Non
     tf.saved_model.save(model, os.fspath(directory), signatures={"serving_default": serve.get_concrete_function()})
 
 
-def write_slim_checkpoint(model: SlimMobileNet, prefix: str | os.PathLike) -> list[str]:
+def write_slim_checkpoint(model: SlimMobileNet, prefix: str | os.PathLike,
+                          bn_eps: float | None = None) -> tuple[list[str], dict | None]:
     """A name-based (TF1-style) checkpoint: variable names and shapes exactly as TF-slim's.
 
     Readable with `tf.train.load_checkpoint(prefix)` and restorable by a slim graph's Saver.
+    With `bn_eps` (e.g. slim's default 1e-3), the BatchNorm statistics are set for that
+    epsilon (converters/slim_bn_eps.py); returns the names and that fold's summary (or None).
     """
+    from amc_tf.converters.slim_bn_eps import fold_bn_eps
+
     prefix = os.fspath(prefix)
     names = [v.name.split(":")[0] for v in model.slim_variables]
+    values = {n: v.numpy() for n, v in zip(names, model.slim_variables)}
+    folded = None
+    if bn_eps is not None:
+        values, folded = fold_bn_eps(values, model.spec.bn_eps, bn_eps)
     tf.raw_ops.SaveV2(
         prefix=prefix,
         tensor_names=names,
         shape_and_slices=[""] * len(names),
-        tensors=[v.read_value() for v in model.slim_variables],
+        tensors=[tf.constant(values[n]) for n in names],
     )
     base = os.path.basename(prefix)
     with open(os.path.join(os.path.dirname(prefix), "checkpoint"), "w") as fh:
         fh.write(f'model_checkpoint_path: "{base}"\nall_model_checkpoint_paths: "{base}"\n')
-    return names
+    return names, folded
 
 
 def tflite_bytes(model: SlimMobileNet) -> bytes:

@@ -143,9 +143,9 @@ def test_names_with_spaces_and_shell_metacharacters_survive(adb_server, emulator
     res = bench(model, tmp_path / "logs", [emu.serial], bm, "--name", "odd", "--repeats", 1, "--cleanup")
     assert res.exit_code == 0, res.output
     argv = (emu.tmp / "argv.txt").read_text().splitlines()
-    assert argv[0] == f"--graph={emu.tmp}/{odd}.tflite"  # one argument, exactly the pushed path
+    assert argv[0] == f"--graph={emu.tmp}/odd.tflite"  # one argument: the model goes to the device as <log name>.tflite
     assert not list(emu.root.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
-    assert not (emu.tmp / model.name).exists() and not (emu.tmp / bm.name).exists()  # --cleanup removed them
+    assert not (emu.tmp / "odd.tflite").exists() and not (emu.tmp / bm.name).exists()  # --cleanup removed them
     # and plain adb moves such a name both ways
     adb("-s", emu.serial, "push", str(model), f"/data/local/tmp/{odd}.x")
     assert (emu.tmp / f"{odd}.x").read_bytes() == FAKE_TFLITE
@@ -259,3 +259,88 @@ def test_server_start_up_chatter_stays_out_of_the_error(adb_env, fake_model, tmp
     assert res.exit_code == 2 and server_log.exists()
     assert res.stderr.splitlines() == ["error: device 127.0.0.1:9 not found (connected: none); for a network device "
                                        "run `adb connect 127.0.0.1:9` first"]
+
+
+def test_two_outdirs_each_holding_model_tflite_run_as_themselves(adb_server, emulators, tmp_path, monkeypatch):
+    # the local command `amc-tf bench out out-fp16` works unchanged with --target adb
+    emu = emulators("dev")
+    monkeypatch.chdir(tmp_path)
+    digests = {}
+    for folder, extra in (("out", b"fp32"), ("out-fp16", b"fp16")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.tflite").write_bytes(FAKE_TFLITE + extra)
+        digests[folder] = hashlib.sha256(FAKE_TFLITE + extra).hexdigest()
+    bm = script(tmp_path / "bin" / "bm", 'g="${1#--graph=}"; echo "$(basename "$g") $(sha256sum < "$g")" >> "$0.seen"\n'
+                f"cat <<'EOF'\n{LOG_LINES}EOF\n")
+    proc = subprocess.run([*AMC_TF, "bench", "out", "out-fp16", "--target", "adb", "--benchmark-binary", str(bm),
+                           "--repeats", "2", "--logdir", "logs"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = [line.split()[:2] for line in (emu.tmp / "bm.seen").read_text().splitlines()]
+    assert seen == [["out.tflite", digests["out"]]] * 2 + [["out-fp16.tflite", digests["out-fp16"]]] * 2
+    assert sorted(p.name for p in (tmp_path / "logs").glob("*_run*.txt")) == [
+        "out-fp16_run1.txt", "out-fp16_run2.txt", "out_run1.txt", "out_run2.txt"]
+    assert [line.split()[0] for line in proc.stdout.splitlines()[1:]] == ["out", "out-fp16"]
+
+
+def _listed() -> dict[str, str]:
+    lines = adb("devices").stdout.splitlines()[1:]
+    return dict(line.split()[:2] for line in lines if line.strip())
+
+
+def _free_port_in_adbs_emulator_scan() -> int:
+    import socket
+
+    for port in range(5555, 5586, 2):  # the adb ports the server probes (emulator-5554 is 5555, ...)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("every port 5555-5585 is taken on this machine")
+
+
+def test_emulate_defaults_to_a_port_adb_does_not_scan_so_the_device_is_listed_once(adb_env, emulators, tmp_path):
+    from amc_tf.cli.device_cmd import emulate
+
+    (port,) = [p.default for p in emulate.params if p.name == "port"]
+    assert port == 15555 and not 5554 <= port <= 5585
+    proc = subprocess.run([*AMC_TF, "device", "emulate", "--help"], capture_output=True, text=True)
+    assert "[default: 15555; 0<=x<=65535]" in " ".join(proc.stdout.split())
+    # the device first, then the server: a starting adb server probes 5555-5585 for emulators
+    emu = emulators("dev", connect=False)  # a free port outside that range, as the default is
+    adb("start-server")
+    emu.connect()
+    time.sleep(1)
+    assert _listed() == {emu.serial: "device"}
+    bm = script(tmp_path / "bin" / "bm", f"cat <<'EOF'\n{LOG_LINES}EOF\n")
+    res = bench(_fake(tmp_path), tmp_path / "logs", [], bm, "--repeats", 1)  # no --serial
+    assert res.exit_code == 0, res.output
+    assert parse_file(tmp_path / "logs" / "mnet_run1.txt").ok
+
+
+def test_a_port_inside_adbs_emulator_scan_is_listed_twice_and_bench_says_why(adb_env, emulators, tmp_path):
+    port = _free_port_in_adbs_emulator_scan()
+    emu = emulators("dev", "--port", str(port), connect=False)
+    adb("start-server")
+    emu.connect()
+    deadline = time.monotonic() + 20
+    while f"emulator-{port - 1}" not in _listed() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    listed = _listed()
+    assert listed.get(emu.serial) == "device" and listed.get(f"emulator-{port - 1}") == "device"  # one device, twice
+    bm = script(tmp_path / "bin" / "bm", f"cat <<'EOF'\n{LOG_LINES}EOF\n")
+    res = bench(_fake(tmp_path), tmp_path / "logs", [], bm, "--repeats", 1)
+    assert res.exit_code == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: several devices connected (") and line.endswith(
+        f"choose with --serial ({emu.serial} and emulator-{port - 1} are probably one device, seen twice because "
+        "the adb server scans ports 5554-5585 for emulators; `amc-tf device emulate` listens on 15555 by default)")
+    assert not (tmp_path / "logs").exists()
+
+
+def _fake(tmp_path):
+    p = tmp_path / "models" / "mnet.tflite"
+    p.parent.mkdir(exist_ok=True)
+    p.write_bytes(FAKE_TFLITE)
+    return p

@@ -268,3 +268,29 @@ def test_binary_that_cannot_run_on_the_device(fake_adb, model, tmp_path):
     assert [(r["status"], r["returncode"]) for r in runs] == [("failed", 126), ("failed", 126)]
     assert runs[0]["error"].startswith("benchmark_model exited with code 126: ")
     assert runs[0]["error"].endswith("not executable: 64-bit ELF file")
+
+
+def test_two_outdirs_each_holding_model_tflite_go_to_the_device_under_their_log_names(fake_adb, bm, tmp_path,
+                                                                                      monkeypatch):
+    # `amc-tf bench out out-fp16 --target adb` as it works locally: both folders hold a model.tflite
+    monkeypatch.chdir(tmp_path)
+    for folder, size in (("out", 1000), ("out-fp16", 500)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(size - 8))
+    res = CliRunner().invoke(main, ["bench", "out", "out-fp16", "--target", "adb", "--benchmark-binary", str(bm),
+                                    "--warmup", "1", "--runs", "2", "--logdir", "logs", "--json"])
+    assert res.exit_code == 0, res.output
+    pushes = [c["argv"][-1] for c in fake_adb.calls() if c["cmd"] == "push"]
+    assert pushes == ["/data/local/tmp/benchmark_model", "/data/local/tmp/out.tflite", "/data/local/tmp/out-fp16.tflite"]
+    tmp = fake_adb.device_root("S1") / "data/local/tmp"
+    for folder in ("out", "out-fp16"):  # each device file is its own model, byte for byte
+        assert (tmp / f"{folder}.tflite").read_bytes() == (tmp_path / folder / "model.tflite").read_bytes()
+    graphs = [c["argv"][0] for c in fake_adb.bm_calls("S1")]
+    assert [g.rsplit("/", 1)[-1] for g in graphs] == ["out.tflite"] * 3 + ["out-fp16.tflite"] * 3
+    for name, mb in (("out", "0.001"), ("out-fp16", "0.0005")):  # each log timed its own model
+        assert f"The input model file size (MB): {mb}\n" in (tmp_path / "logs" / f"{name}_run1.txt").read_text()
+    out = json.loads(res.stdout)
+    assert [m["name"] for m in out["models"]] == ["out", "out-fp16"] and all(m["complete"] for m in out["models"])
+    assert [r["runner"]["remote_model"] for r in out["runs"]] == ["/data/local/tmp/out.tflite",
+                                                                  "/data/local/tmp/out-fp16.tflite"]
+    assert "pushed out/model.tflite -> /data/local/tmp/out.tflite" in res.stderr

@@ -25,6 +25,11 @@ The rules (the final word on the format; /work/coord/CONVENTIONS.md summarises t
    is not run; REASON must be given. When `SAMPLE` does not exist, a block that mentions
    `$SAMPLE` is skipped, and the test reports which; blocks after it must not need its files.
 7. README.md has at most 300 lines.
+8. A document whose examples need TCP ports (an emulated device, an adb server) declares
+   them in a line `<!-- ports: 15555 15556 15038 -->`: before its commands run, each of
+   those numbers (as a whole word, in commands and shown output alike) is replaced by a free
+   port of this machine, in the same order (the smallest number gets the smallest port), so
+   the examples read with fixed numbers but never depend on a port a user may hold.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -44,6 +50,7 @@ DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 SAMPLE = ROOT.parent / "shared" / "fixtures" / "imagenet-sample"
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
 NO_RUN = re.compile(r"^<!--\s*no-run:\s*(.*?)\s*-->\s*$")
+PORTS = re.compile(r"^<!--\s*ports:\s*([\d\s]+?)\s*-->\s*$", re.M)
 TIMEOUT_S = 600
 
 
@@ -115,6 +122,33 @@ def check_output(shown: list[str], real: str) -> str | None:
     return None
 
 
+def declared_ports(text: str) -> list[int]:
+    return sorted({int(n) for m in PORTS.finditer(text) for n in m.group(1).split()})
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open until every one is picked), ascending."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return sorted(s.getsockname()[1] for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_substitution(declared: list[int]):
+    """A function replacing each declared port (a whole word) by its free stand-in."""
+    if not declared:
+        return lambda text: text
+    mapping = dict(zip(declared, free_ports(len(declared))))
+    pattern = re.compile(r"(?<!\d)(" + "|".join(map(str, declared)) + r")(?!\d)")
+    return lambda text: pattern.sub(lambda m: str(mapping[int(m.group(1))]), text)
+
+
 def env_for(tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "AMC_TF_VERBOSE"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -146,6 +180,20 @@ def test_readme_fits_on_a_few_screens():
     assert n <= 300, f"README.md has {n} lines; move detail to docs/"
 
 
+def test_declared_ports_become_free_ports_in_the_same_order():
+    text = "x\n<!-- ports: 15556 15038 15555 -->\n$ adb -P 15038 connect 127.0.0.1:15555 # not 155551 nor 115555"
+    declared = declared_ports(text)
+    assert declared == [15038, 15555, 15556]
+    sub = port_substitution(declared)
+    out = sub("127.0.0.1:15555, 127.0.0.1:15556 P=15038 155551 115555 x15555")
+    a, b, server = (int(n) for n in re.findall(r"(?<=:)\d+|(?<==)\d+", out))
+    assert server < a < b and 15038 not in (a, b, server) and len({a, b, server}) == 3
+    assert out.endswith(" 155551 115555 x" + str(a))
+    for port in (a, b, server):  # each is free: it can be bound
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+
+
 def test_the_line_matcher():
     assert check_output(["a ... c", "...", "x"], "zz\na b c\nq\nx\n") is None
     assert check_output(["x", "a b c"], "a b c\nx\n") == "a b c"  # order matters
@@ -159,6 +207,7 @@ WITH_EXAMPLES = [d for d in DOCS if any(b.lang == "console" for b in blocks(d))]
 def test_examples_run_and_print_what_they_show(doc, tmp_path):
     runnable = [b for b in blocks(doc) if b.lang == "console"]
     env, work = env_for(tmp_path), tmp_path / "work"
+    ports = port_substitution(declared_ports(doc.read_text(encoding="utf-8")))
     work.mkdir()
     skipped, failures = [], []
     for b in runnable:
@@ -168,13 +217,14 @@ def test_examples_run_and_print_what_they_show(doc, tmp_path):
             skipped.append(f"{doc.name}:{b.line} (needs {SAMPLE})")
             continue
         for c in b.commands():
-            res = subprocess.run(["bash", "-o", "pipefail", "-c", c.text], cwd=work, env=env, text=True,
+            text = ports(c.text)
+            res = subprocess.run(["bash", "-o", "pipefail", "-c", text], cwd=work, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT_S)
-            where = f"{doc.name}:{c.line}: $ {c.text}"
+            where = f"{doc.name}:{c.line}: $ {text}"
             if res.returncode != 0:
                 failures.append(f"{where}\n  exit {res.returncode}; output:\n{_indent(res.stdout)}")
                 break  # later commands of the block depend on this one
-            missing = check_output(c.shown, res.stdout)
+            missing = check_output([ports(line) for line in c.shown], res.stdout)
             if missing is not None:
                 failures.append(f"{where}\n  shown line not in the output: {missing!r}\n  output:\n{_indent(res.stdout)}")
     shutil.rmtree(work, ignore_errors=True)

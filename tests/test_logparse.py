@@ -1,9 +1,11 @@
-"""The benchmark_model log parser: every format on logs written here, then every log in
-the shared fixtures when they are present."""
+"""The benchmark_model log parser: every format on logs written here, then the seed's
+Pixel-1 logs (logs/amc-pixel1-2018 in the repo) and every log in the shared fixtures when
+they are present."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -256,10 +258,11 @@ PIXEL1_AVG_US = {
     "0.75mobilenet": (73083.3, 72131.2, 72164.2),
     "mobilenet": (123162, 123034, 127212),
 }
-FIXTURE_LOGS = sorted(FIXTURES.glob("*/*.txt")) if FIXTURES.is_dir() else []
+PIXEL1_REPO = Path(__file__).resolve().parents[1] / "logs" / "amc-pixel1-2018"  # the seed's logs, in the repo
+FIXTURE_LOGS = sorted(PIXEL1_REPO.glob("*.txt")) + (
+    sorted(p for p in FIXTURES.glob("*/*.txt") if p.parent.name != "pixel1-logs") if FIXTURES.is_dir() else [])
 
 
-@pytest.mark.skipif(not FIXTURE_LOGS, reason=f"shared fixtures not present at {FIXTURES}")
 @pytest.mark.parametrize("path", FIXTURE_LOGS, ids=[f"{p.parent.name}/{p.name}" for p in FIXTURE_LOGS])
 def test_every_fixture_log(path):
     r = parse_file(path)
@@ -269,7 +272,7 @@ def test_every_fixture_log(path):
         return
     assert r.ok, r.error
     assert r.inference_avg_us > 0 and r.count > 0 and r.warmup_avg_us > 0 and r.init_us > 0
-    if path.parent.name == "pixel1-logs":
+    if path.parent == PIXEL1_REPO:
         model, k = path.stem.rsplit("_run", 1)
         assert r.format == "2018"
         assert r.inference_avg_us == pytest.approx(PIXEL1_AVG_US[model][int(k) - 1])

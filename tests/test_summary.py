@@ -6,7 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +19,8 @@ from amc_tf.cli import main
 from bench_helpers import FIXTURES, write_runs
 from amc_tf.benchmarks.summary import summarize_dir
 
-PIXEL1 = FIXTURES / "pixel1-logs"
+ROOT = Path(__file__).resolve().parents[1]
+PIXEL1 = ROOT / "logs" / "amc-pixel1-2018"  # the seed's ./logs, tracked in the repository
 
 
 def test_statistics_across_runs(tmp_path):
@@ -106,9 +111,8 @@ def test_cli_empty_dir_exits_2(tmp_path):
 SEED_LATENCY_MS = {"mobilenet": 123, "0.75mobilenet": 72.5, "0.5flops": 68.9, "0.5time": 63.2}
 
 
-@pytest.mark.skipif(not PIXEL1.is_dir(), reason=f"Pixel-1 fixture logs not present at {PIXEL1}")
 @pytest.mark.parametrize("model", sorted(SEED_LATENCY_MS))
-def test_pixel1_fixtures_reproduce_the_seed_table(model):
+def test_the_repositorys_pixel1_logs_reproduce_the_seed_table(model):
     by = {m.name: m for m in summarize_dir(PIXEL1, baseline="mobilenet")}
     m = by[model]
     assert m.n_ok == 3 and m.complete
@@ -121,9 +125,31 @@ def test_pixel1_fixtures_reproduce_the_seed_table(model):
         assert round(m.mean_ms, 1) == SEED_LATENCY_MS[model]
 
 
-@pytest.mark.skipif(not PIXEL1.is_dir(), reason=f"Pixel-1 fixture logs not present at {PIXEL1}")
-def test_pixel1_markdown_table(tmp_path):
-    res = CliRunner().invoke(main, ["logs", "summarize", str(PIXEL1), "--markdown", "--baseline", "mobilenet"])
-    assert res.exit_code == 0, res.output
-    assert "| 0.5flops | 68.9 | 0.82 | 68.3 | 68.4 | 69.8 | 3/3 | 68.31, 68.45, 69.80 | 0.553 |" in res.output
-    assert "| mobilenet | 124.5 | 2.38 | 123.0 | 123.2 | 127.2 | 3/3 | 123.16, 123.03, 127.21 | 1.000 |" in res.output
+def test_pixel1_markdown_table_from_the_checkout():
+    # as a user types it in a clone: the relative path, from the checkout's top
+    proc = subprocess.run([sys.executable, "-m", "amc_tf", "logs", "summarize", "logs/amc-pixel1-2018", "--markdown",
+                           "--baseline", "mobilenet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "Model" not in line]
+    assert rows == [
+        "| 0.5flops | 68.9 | 0.82 | 68.3 | 68.4 | 69.8 | 3/3 | 68.31, 68.45, 69.80 | 0.553 |",
+        "| 0.5time | 63.2 | 0.21 | 63.0 | 63.2 | 63.4 | 3/3 | 63.42, 63.02, 63.18 | 0.508 |",
+        "| 0.75mobilenet | 72.5 | 0.54 | 72.1 | 72.2 | 73.1 | 3/3 | 73.08, 72.13, 72.16 | 0.582 |",
+        "| mobilenet | 124.5 | 2.38 | 123.0 | 123.2 | 127.2 | 3/3 | 123.16, 123.03, 127.21 | 1.000 |"]
+
+
+def test_pixel1_logs_are_the_files_their_readme_names_and_are_not_git_ignored():
+    import hashlib
+
+    listed = dict(re.findall(r"^\| (\S+_run\d\.txt) \| ([0-9a-f]{64}) \|$", (PIXEL1 / "README.md").read_text(),
+                             flags=re.M))
+    files = sorted(p.name for p in PIXEL1.glob("*.txt"))
+    assert sorted(listed) == files and len(files) == 12
+    for name in files:
+        assert hashlib.sha256((PIXEL1 / name).read_bytes()).hexdigest() == listed[name], name
+    # a clone gets them: .gitignore ignores the rest of logs/, not this folder
+    proc = subprocess.run(["git", "check-ignore", "--no-index", *(f"logs/amc-pixel1-2018/{f}" for f in files),
+                           "logs/README.md", "logs/amc-pixel1-2018/README.md"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout  # 1: none of them is ignored
+    mine = subprocess.run(["git", "check-ignore", "--no-index", "-q", "logs/20261207-120000/m_run1.txt"], cwd=ROOT)
+    assert mine.returncode == 0  # bench's own log folders stay out of the repository

@@ -26,6 +26,11 @@ def _progress(quiet: bool):
 @click.option("--activation", type=click.Choice(["relu", "relu6"]),
               help="Override the activation (default: ReLU for V1 as in AMC's code, ReLU6 for V2).")
 @click.option("--bn-eps", type=BN_EPS, default=1e-5, show_default=True, help="BatchNorm epsilon of the source model.")
+@click.option("--slim-bn-eps", type=BN_EPS, default=None, metavar="EPS",
+              help="Store slim/model.ckpt's BatchNorm statistics for this epsilon, e.g. 1e-3 (slim's "
+                   "mobilenet_v1_arg_scope default), so it restores under slim's defaults: the difference from "
+                   "--bn-eps goes into moving_variance (into gamma where the variance is smaller). Other exports "
+                   "are unchanged. Without it the checkpoint holds the source's statistics, for --bn-eps.")
 @click.option("--input-size", type=click.IntRange(32, 1024),
               help="Input height and width [default: 224, or an ONNX model's fixed input size].")
 @click.option("--export", "exports", multiple=True, type=click.Choice(["onnx"]),
@@ -50,8 +55,8 @@ def _progress(quiet: bool):
 @click.option("--force", is_flag=True, help="Replace OUTDIR if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports, onnx_layout, with_preprocessing,
-            quantize, calibration, calibration_size, int8_recipe, io_type, no_verify, force, as_json, quiet):
+def convert(checkpoint, outdir, profile, activation, bn_eps, slim_bn_eps, input_size, exports, onnx_layout,
+            with_preprocessing, quantize, calibration, calibration_size, int8_recipe, io_type, no_verify, force, as_json, quiet):
     """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
     to TFLite, a SavedModel and a TF-slim checkpoint.
 
@@ -69,7 +74,8 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
         raise AmcError("--onnx-layout needs --export onnx")
     if with_preprocessing:
         exports = exports + ("with_preprocessing",)
-    options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, input_size=input_size,
+    options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, slim_bn_eps=slim_bn_eps,
+                             input_size=input_size,
                              verify=not no_verify, force=force, exports=tuple(dict.fromkeys(exports)),
                              onnx_layout=onnx_layout or "nchw", quantize=quantize, calibration=calibration,
                              calibration_size=calibration_size, io=io_type, int8_recipe=int8_recipe)
@@ -91,6 +97,10 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
     if "with_preprocessing" in report["artifacts"]:
         art = report["artifacts"]["with_preprocessing"]
         echo(f"  with_preprocessing/: saved_model (uint8 images, any size), model.tflite (uint8 {art['tflite']['input']})")
+    folded = report["artifacts"]["slim_checkpoint"].get("bn_eps_folded")
+    if folded:
+        echo(f"  slim/model.ckpt: BatchNorm statistics for epsilon {folded['to']:g} (source {folded['from']:g}; "
+                   f"{folded['variance_channels']} channels via moving_variance, {folded['gamma_channels']} via gamma)")
     if "quantization" in report:
         from amc_tf.cli.quantize_text import quantization_lines
 

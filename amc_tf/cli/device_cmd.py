@@ -16,6 +16,13 @@ from amc_tf.cli.output import echo
 from amc_tf.core.errors import AmcError
 
 
+# Outside 5554-5585: the adb server probes those ports for local emulators by itself, so a
+# device there is listed twice (127.0.0.1:5555 and emulator-5554) and `bench --target adb`
+# without --serial would find "several devices".
+DEFAULT_PORT = 15555
+ADB_EMULATOR_SCAN = range(5554, 5586)
+
+
 class _Terminated(Exception):
     pass
 
@@ -26,8 +33,9 @@ def device():
 
 
 @device.command("emulate")
-@click.option("--port", type=click.IntRange(0, 65535), default=5555, show_default=True,
-              help="TCP port on 127.0.0.1 (0: pick a free one and print it)")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="TCP port on 127.0.0.1 (0: pick a free one and print it); keep it outside 5554-5585, which "
+                   "the adb server scans for local emulators (it would list the device twice)")
 @click.option("--root", "root", required=True, type=click.Path(file_okay=False),
               help="directory playing the device's /data and /sdcard: new, empty or an earlier emulator root "
                    "(created if missing)")
@@ -78,12 +86,16 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, hands
         dev = EmulatedDevice(sandbox, port=port, state=state, shell_v2=not legacy_shell, say=say, adb_keys=keys,
                              handshake_timeout=handshake_timeout)
     except OSError as exc:
-        raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        raise AmcError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror} (give another --port, or --port 0 "
+                       f"for a free one)") from None
     auth_desc = "" if keys is None else f", RSA auth with {len(keys)} key{'s' * (len(keys) != 1)}"
     echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
                f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
                f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
     say("commands run on this host: timings measure the host CPU, not a phone")
+    if dev.port in ADB_EMULATOR_SCAN:
+        say(f"note: port {dev.port} is in 5554-5585, which the adb server scans for local emulators: `adb devices` "
+            f"will list this device twice; pass --serial to bench, or use another --port")
 
     def on_term(_sig, _frame):
         raise _Terminated()

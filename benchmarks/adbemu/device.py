@@ -304,7 +304,7 @@ class Connection:
 class EmulatedDevice:
     """Listens on 127.0.0.1:port (0 picks a free port; `.port` tells which)."""
 
-    def __init__(self, sandbox: Sandbox, port: int = 5555, state: str = "device", shell_v2: bool = True,
+    def __init__(self, sandbox: Sandbox, port: int = 15555, state: str = "device", shell_v2: bool = True,
                  say: Callable[[str], None] | None = None, adb_keys: list[auth.PublicKey] | None = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
                  max_streams: int = MAX_STREAMS):
