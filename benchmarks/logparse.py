@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from amc_tf.benchmarks import logkinds as K
 from amc_tf.benchmarks import loglines as L
 from amc_tf.benchmarks.loglines import MAX_KEPT, MAX_LOG_BYTES
 from amc_tf.benchmarks.logparse_ops import OpTables, OpTiming
@@ -139,14 +140,14 @@ def _scan_line(sc: _Scan, level: str, line: str, res: LogResult) -> None:
         return
     if level == "E":
         sc.error(s)
-    n = L.header_iterations(s)
+    n = K.header_iterations(s)
     if n is not None:
         sc.n_headers += 1
         if len(sc.headers) < MAX_KEPT:
             sc.headers.append(n)
         sc.expect_stat = True
         return
-    st = L.stat_line(s)
+    st = K.stat_line(s)
     if st is not None and "Timings (" not in s and "Memory (" not in s:
         kv = _stat(st[1], st[0])
         if sc.expect_stat:
@@ -157,12 +158,12 @@ def _scan_line(sc: _Scan, level: str, line: str, res: LogResult) -> None:
         elif len(sc.loose_stats) < MAX_KEPT:
             sc.loose_stats.append(kv)
         return
-    sb = L.summary_body(s)
+    sb = K.summary_body(s)
     if sb is not None:
         sc.summary = L.summary_items(sb[1])
         sc.summary_kind = sb[0]
         return
-    if L.litert_block_title(s):
+    if K.litert_block_title(s):
         sc.in_litert = True
         return
     if sc.in_litert:
@@ -174,15 +175,15 @@ def _scan_line(sc: _Scan, level: str, line: str, res: LogResult) -> None:
         if item is not None and (item[0] in sc.litert or len(sc.litert) < MAX_KEPT):
             sc.litert[item[0]] = item[1:]
         return
-    v = L.init_session_us(s)
+    v = K.init_session_us(s)
     if v is not None and res.init_us is None:
         res.init_us = v
         return
-    mo = L.memory_overall(s)
+    mo = K.memory_overall(s)
     if mo is not None:
         res.memory_init_mb, res.memory_mb = mo
         return
-    mp = L.memory_peak(s)
+    mp = K.memory_peak(s)
     if mp is not None:
         res.memory_mb = mp
         return

@@ -1,17 +1,12 @@
 """Worker processes that never outlive their parent: `Worker` runs one function in a spawned
-process; `Service` (below) is a long-lived child serving requests (the LiteRT interpreter on
-untrusted models runs in one, amc_tf/core/litert_worker.py).
-
-Used for the conversion's reference run (torch or onnxruntime), which overlaps with the
-TensorFlow work. Whatever ends the parent - a normal exit, an exception, SIGINT, SIGTERM or
-SIGKILL - the worker ends too:
-- it starts with SIGINT ignored (a terminal's Ctrl-C goes to the parent, which kills it), so
-  it never prints a `Process SpawnProcess-1 ... KeyboardInterrupt` traceback;
+process (the conversion's reference run, torch or onnxruntime, overlapping the TensorFlow
+work); `Service` (below) is a long-lived child serving requests (LiteRT on untrusted models,
+amc_tf/core/litert_worker.py). Whatever ends the parent (exit, exception, SIGINT, SIGTERM,
+SIGKILL), the worker ends too:
+- SIGINT and SIGTERM are held while it is spawned, and it ignores SIGINT (a terminal's Ctrl-C
+  goes to the parent, which kills it), so it never prints a KeyboardInterrupt traceback;
 - on Linux it asks the kernel for SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), and
-  a watchdog thread also exits when its parent pid changes (any POSIX system);
-- `cancel()` kills it; `result()` reaps it.
-multiprocessing's resource tracker holds no work of ours: it exits once parent and worker
-have closed their ends of its pipe.
+  a watchdog thread also exits when its parent pid changes; `cancel()` kills it.
 """
 
 from __future__ import annotations
@@ -53,10 +48,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _worker_main(conn, parent_pid: int, fn, args) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)  # held by the parent during the spawn
-    except (AttributeError, ValueError, OSError):  # pragma: no cover
-        pass
     _die_with_parent(parent_pid)
     try:
         result = ("ok", fn(*args))
@@ -124,11 +117,8 @@ _HELD = {signal.SIGINT, signal.SIGTERM}
 
 
 def _ignore_sigint():
-    """SIGINT and SIGTERM held (blocked, not ignored) while spawning: the child inherits the
-    blocked mask from its first instruction, so a Ctrl-C during its start-up cannot print a
-    traceback there (it ignores SIGINT, then unblocks, once it runs), and a signal meant for this
-    process stays pending and is delivered when the spawn is over, instead of being lost or
-    landing half-way through it (under load a spawn takes seconds)."""
+    """SIGINT and SIGTERM held (blocked) during a spawn: the child inherits the mask (no traceback
+    from its start-up), and a signal for this process is delivered after the spawn, not lost."""
     try:
         return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     except (AttributeError, ValueError, OSError):  # pragma: no cover - no pthread_sigmask
@@ -141,7 +131,6 @@ def _restore_sigint(old) -> None:
 
 
 # --- a long-lived service process ------------------------------------------------------------
-#
 # `Service(module)` starts `python -c ...` that serves `module.HANDLERS` until closed: the
 # parent sends a JSON header per request (arrays go through a shared memfd, not the pipe) and
 # reads back a JSON header and raw bytes. The parent never unpickles what the child sends. The
