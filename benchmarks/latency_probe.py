@@ -44,13 +44,14 @@ def probe_path(precision: str) -> Path:
     return path
 
 
-def probe_us(timer, precision: str, seconds: float = PROBE_SECONDS) -> float:
+def probe_us(timer, precision: str, seconds: float | None = None) -> float:
     """The probe's mean per-invocation time (us) on `timer`'s target, timed for about `seconds`.
 
     An in-process timer (`time_mean`) runs it for `seconds`; a benchmark_model timer (host or
     adb) runs it until `seconds` have passed (at least once, at most 5 runs) and takes the
     median of the runs' averages."""
     path = probe_path(precision)
+    seconds = PROBE_SECONDS if seconds is None else seconds
     if hasattr(timer, "time_mean"):
         return round(timer.time_mean(path, seconds), 3)
     runs, t0 = [], time.monotonic()

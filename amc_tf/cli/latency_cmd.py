@@ -201,7 +201,8 @@ def _check_precision(mode: str | None, label: str, lut, lut_path: str) -> None:
         raise AmcError(f"{label} is a {mode} model; latency tables time fp32 or int8 kernels only")
     if want != lut.precision:
         how = "latency build --quantize int8" if want == "int8" else "latency build (without --quantize)"
-        raise AmcError(f"{label} is an {mode} model but {lut_path} is an {lut.precision} table; "
+        article = "an" if mode[0] in "aefio" else "a"
+        raise AmcError(f"{label} is {article} {mode} model but {lut_path} is an {lut.precision} table; "
                        f"use a table built with `amc-tf {how}`")
 
 
