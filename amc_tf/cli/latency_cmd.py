@@ -266,7 +266,7 @@ def _check_plot(plot: str, force: bool) -> None:
 @click.option("--ignore-fingerprint", is_flag=True, help="Use a LUT built on another target anyway.")
 @click.option("--no-probe", is_flag=True, help="Do not time the drift probe (~1 s on the target): predict "
                                                "the target's speed at build time.")
-@click.option("--json", "as_json", is_flag=True, help="Print {predicted_ms, layers: [...]} as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print {predicted_ms, layers: [...], precision, probe} as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: per-layer predicted time beside MACs.")
 @click.option("--force", is_flag=True, help="Replace an existing --plot file.")
