@@ -8,6 +8,14 @@ ladder; past that the LUT extrapolates linearly. Every point is written to
 build finds it and goes on from there. At the end a few random whole networks (not the AMC
 profiles, not the evaluation's prunings) are timed to fit one scale per family (see
 `latency_lut`), and the LUT replaces the partial file.
+
+Points are the lower quintile of a layer's invocations (its shape, undisturbed); the
+calibration networks are timed as a user times a model (the mean of ~100 invocations after
+30 warm-up ones), so the fitted scale maps the sum of the layers to what a user measures.
+With the probe (`latency_probe`, on by default) each calibration round is preceded by a
+probe run and its models' times are normalized by it, so load that comes and goes during
+the build does not end up in the scale; the table records the build's probe figure (the
+median of its runs) and the conditions (load average, CPU clock, time) at start and end.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import numpy as np
 from amc_tf.core.errors import AmcError, OutputExistsError
 from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks
 from amc_tf.core.profiles import profile_spec
-from amc_tf.benchmarks.latency_lut import ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, LatencyLut, Table, layer_plan, table_name
+from amc_tf.benchmarks.latency_lut import (ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, PRECISIONS, LatencyLut, Table,
+                                           layer_plan, table_name)
 from amc_tf.benchmarks.runlog import atomic_write
 
 HEADROOM = 1.25
@@ -151,6 +160,8 @@ class _Partial:
         self.path, self.header = path, header
         self.points: dict[str, float] = {}
         self.calibration: dict[str, dict] = {}
+        self.probes: dict[str, float] = {}  # "start", "round0".. "roundN", "end": the probe's figures
+        self.conditions: dict[str, dict] = {}
         self._saved = time.monotonic()
 
     def load(self, force: bool) -> int:
@@ -178,6 +189,8 @@ class _Partial:
         self.points = {k: float(v) for k, v in old["points"].items()}
         self.calibration = {k: {"spec": v["spec"], "rounds_us": [float(x) for x in v["rounds_us"]]}
                             for k, v in old.get("calibration", {}).items()}
+        self.probes = {k: float(v) for k, v in old.get("probes", {}).items()}
+        self.conditions = dict(old.get("conditions", {}))
         return len(self.points)
 
     def measured(self) -> int:
@@ -188,7 +201,8 @@ class _Partial:
         if time.monotonic() - self._saved < every_s:
             return
         atomic_write(self.path, json.dumps({"format": FORMAT + "-partial", "header": self.header,
-                                            "points": self.points, "calibration": self.calibration}))
+                                            "points": self.points, "calibration": self.calibration,
+                                            "probes": self.probes, "conditions": self.conditions}))
         self._saved = time.monotonic()
 
 
@@ -211,6 +225,11 @@ def _partial_problem(old) -> str | None:
         return "points must map names to finite times"
     if not isinstance(cal, dict):
         return "calibration must be an object"
+    probes = old.get("probes", {})
+    if not isinstance(probes, dict) or not all(_is_time(v) for v in probes.values()):
+        return "probes must map names to finite times"
+    if not isinstance(old.get("conditions", {}), dict):
+        return "conditions must be an object"
     for key, c in cal.items():
         if (not isinstance(c, dict) or not isinstance(c.get("spec"), dict) or not isinstance(c.get("rounds_us"), list)
                 or not all(_is_time(v) for v in c["rounds_us"])):
@@ -222,13 +241,29 @@ def _partial_problem(old) -> str | None:
     return None
 
 
+CAL_SECONDS = 0.3  # per calibration model and round, after 30 warm-up invocations (~100 invocations of V1-1.0)
+
+
+def _time_whole(timer, path: Path) -> float:
+    """A whole model's mean invocation (us), as a user's timer measures it."""
+    if hasattr(timer, "time_mean"):
+        return timer.time_mean(path, CAL_SECONDS)
+    return timer.time_model(path)  # benchmark_model: its average
+
+
 def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny: bool = False,
               calibrate: bool = True, force: bool = False, progress=None, save_every_s: float = 2.0,
-              note=None) -> LatencyLut:
+              note=None, precision: str = "fp32", probe: bool = True) -> LatencyLut:
     """Time every grid point (resuming from `<out>.partial.json`), calibrate, write `out`.
 
+    `precision` int8 times full-integer layers and networks; `probe` times the drift probe
+    at the start, before each calibration round and at the end (see the module docstring).
     `progress(done, total, label)` is called after each point; it may raise (e.g.
     KeyboardInterrupt): the partial file is saved first."""
+    from amc_tf.benchmarks.latency_probe import conditions, probe_us
+
+    if precision not in PRECISIONS:
+        raise AmcError(f"--quantize: a table is fp32 or int8, got {precision!r}")
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to replace it")
@@ -255,12 +290,18 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
     points = plan_points(plan, tiny)
     cal_specs = calibration_specs(families, input_size) if calibrate else []
     header = {"fingerprint": fingerprint, "input_size": input_size, "families": families, "tiny": tiny,
-              "calibrate": calibrate, "plan": plan}
+              "calibrate": calibrate, "plan": plan, "precision": precision, "probe": probe}
     partial = _Partial(out.with_name(out.name + ".partial.json"), header)
     resumed = partial.load(force)
     if resumed and note:
         note(f"resuming from {partial.path} ({resumed} points measured before)")
     total = len(points) + CAL_ROUNDS * len(cal_specs)
+
+    def run_probe(key: str) -> None:
+        if probe and key not in partial.probes:
+            partial.probes[key] = probe_us(timer, precision)
+            partial.save(0.0)
+    partial.conditions.setdefault("start", conditions())
     say = progress or (lambda *_a: None)
     t_start = time.monotonic()
     import shutil
@@ -277,32 +318,44 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
             from amc_tf.benchmarks.latency_timers import layer_tflite, network_tflite
 
             done = 0
+            run_probe("start")
             for key, kind, res, cin, cout in points:
                 if key not in partial.points:
                     path = Path(tmp) / "layer.tflite"
-                    path.write_bytes(layer_tflite(kind, res, cin, cout))
+                    path.write_bytes(layer_tflite(kind, res, cin, cout, precision=precision))
                     partial.points[key] = round(timer.time_model(path), 3)
                     partial.save(save_every_s)
                     say(done + 1, total, key)  # resumed points are not reported: the ETA counts measured ones
                 done += 1
-            for rnd in range(CAL_ROUNDS):  # round-robin, so a burst of load spoils one round, not a model
+            for rnd in range(CAL_ROUNDS if cal_specs else 0):  # round-robin: a burst of load spoils a round
+                for i, spec in enumerate(cal_specs):  # convert first, so the probe is next to the timings
+                    path = Path(tmp) / f"net{i}.tflite"
+                    if not path.exists() and len(partial.calibration.get(f"{spec.family}#{i}", {}).get(
+                            "rounds_us", [])) <= rnd:
+                        path.write_bytes(network_tflite(spec, seed=i, precision=precision))
+                run_probe(f"round{rnd}")
                 for i, spec in enumerate(cal_specs):
                     key = f"{spec.family}#{i}"
                     entry = partial.calibration.setdefault(key, {"spec": spec.to_dict(), "rounds_us": []})
                     if len(entry["rounds_us"]) <= rnd:
                         path = Path(tmp) / f"net{i}.tflite"
-                        if not path.exists():
-                            path.write_bytes(network_tflite(spec, seed=i))
-                        entry["rounds_us"].append(round(timer.time_model(path, 0.4), 2))
+                        entry["rounds_us"].append(round(_time_whole(timer, path), 2))
                         partial.save(0.0)
                         say(done + 1, total, f"calibration {key} ({rnd + 1}/{CAL_ROUNDS})")
                     done += 1
+            run_probe("end")
         finally:
             if partial.measured():  # nothing measured: leave nothing behind
                 partial.save(0.0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
+    partial.conditions["end"] = conditions()
+    lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families,
+                   partial.probes if probe else None)
+    lut.precision = precision
+    lut.conditions = dict(partial.conditions)
+    if probe:
+        lut.conditions["probe_runs_us"] = dict(partial.probes)
     lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     try:
@@ -315,21 +368,30 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
 
 
 def assemble(points: dict, calibration: dict, plan: dict, fingerprint: dict, input_size: int,
-             families: list[str]) -> LatencyLut:
+             families: list[str], probes: dict | None = None) -> LatencyLut:
+    """The LUT from raw points. With `probes` ({"start", "round0".., "end"}: us), the LUT's probe
+    figure is their median, and a calibration time of round r counts as time * median / round r's probe."""
     overhead = points["null"]
+    probe_ref = round(statistics.median(probes.values()), 3) if probes else None
+
+    def normalized(rounds: list[float]) -> list[float]:
+        if not probe_ref:
+            return list(rounds)
+        return [t * probe_ref / probes.get(f"round{r}", probe_ref) for r, t in enumerate(rounds)]
+
     tables = {}
     for name, t in plan.items():
         us = [[max(0.0, round(points[f"{name}:{ci}x{co}"] - overhead, 3)) for co in t["cout"]] for ci in t["cin"]]
         tables[name] = Table(t["kind"], t["res"], [float(c) for c in t["cin"]], [float(c) for c in t["cout"]], us,
                              _align_ratios(points, name, overhead))
-    lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead)
+    lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead, probe_us=probe_ref)
     scale, rows = {}, []
     for fam in families:
         ratios = []
         for key, c in sorted(calibration.items()):
             spec = NetSpec.from_dict(c["spec"])
             if spec.family == fam and c["rounds_us"]:
-                measured = min(c["rounds_us"])  # the least disturbed round
+                measured = round(statistics.median(normalized(c["rounds_us"])), 2)  # a typical round
                 raw = (lut.predict(spec) * 1000.0 - overhead)
                 ratios.append((measured - overhead) / raw)
                 rows.append({"model": key, "channels": spec.channels(), "measured_us": measured,

@@ -10,11 +10,16 @@ channel-alignment ratio (`align_factor`). Bilinear is the natural interpolant he
 conv costs about a + b*cin + c*cout + d*cin*cout, which it reproduces exactly between grid
 points.
 
-A network's prediction is `overhead + scale * sum(layer times)`: the overhead is one
-invocation's fixed cost (measured on a near-empty model, and subtracted from every
-point), the scale is fitted at build time on a few whole models (cache effects and
-fusions a single layer cannot show). Nothing here imports TensorFlow; a prediction
-costs about 0.1-0.3 ms once the LUT is loaded:
+A network's prediction is `(overhead + scale * sum(layer times)) * speed`: the overhead is
+one invocation's fixed cost (measured on a near-empty model, and subtracted from every
+point), the scale is fitted at build time on a few whole models timed as a user times them
+(mean per invocation; cache effects, fusions and the load a single layer's best case cannot
+show), and `speed` is the probe's now / at-build ratio (`latency_probe`; 1 without it).
+
+Version 2 of the format records the table's precision (fp32 or int8: which kernels were
+timed), the probe's figure at build time and the build's conditions (load, CPU clock, time);
+a version 1 file still loads, as an fp32 table without a probe. Nothing here imports
+TensorFlow; a prediction costs about 0.1-0.3 ms once the LUT is loaded:
 
     from amc_tf.benchmarks.latency_lut import load_lut
     lut = load_lut("lut.json")
@@ -34,7 +39,9 @@ from amc_tf.core.errors import AmcError
 from amc_tf.core.netspec import NetSpec
 
 FORMAT = "amc-tf-latency-lut"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+PRECISIONS = ("fp32", "int8")
 # Fingerprint fields that must match for a LUT to describe the target a prediction is for.
 FINGERPRINT_KEYS = ("target", "cpu", "device", "runtime", "threads", "delegate")
 
@@ -195,7 +202,10 @@ class LatencyLut:
     tables: dict[str, Table]
     overhead_us: float = 0.0
     scale: dict[str, float] = field(default_factory=dict)  # per family, fitted on whole models
-    meta: dict = field(default_factory=dict)  # build conditions, calibration models, timings
+    meta: dict = field(default_factory=dict)  # calibration models, timings
+    precision: str = "fp32"  # the kernels timed: fp32 or int8 (full-integer)
+    probe_us: float | None = None  # the probe's mean invocation (us) at build time; None: no probe
+    conditions: dict = field(default_factory=dict)  # the build's: load average, CPU clock, time
 
     # -- prediction ------------------------------------------------------------------
     def _missing(self, table: str, layer: str) -> LutError:
@@ -217,15 +227,23 @@ class LatencyLut:
             us += add(p["cout"])
         return us
 
-    def predict(self, network) -> float:
-        """Predicted whole-model latency in ms of a NetSpec (or a Network: its spec)."""
+    def speed(self, probe_now_us: float | None) -> float:
+        """The factor a prediction is scaled by: the probe now over the probe at build time
+        (1.0 without either figure)."""
+        if not probe_now_us or not self.probe_us:
+            return 1.0
+        return probe_now_us / self.probe_us
+
+    def predict(self, network, probe_now_us: float | None = None) -> float:
+        """Predicted whole-model latency in ms of a NetSpec (or a Network: its spec); with
+        `probe_now_us` (latency_probe.probe_us on the target now) scaled to the target's speed now."""
         spec = getattr(network, "spec", network)
         total = 0.0
         for p in layer_plan(spec):
             total += self._lookup(p)
-        return _finite_ms((self.overhead_us + self.scale.get(spec.family, 1.0) * total) / 1000.0)
+        return _finite_ms((self.overhead_us + self.scale.get(spec.family, 1.0) * total) * self.speed(probe_now_us) / 1000.0)
 
-    def predict_layers(self, network) -> dict:
+    def predict_layers(self, network, probe_now_us: float | None = None) -> dict:
         """{"predicted_ms", "layers": [{name, op, shape, macs, predicted_ms, share}]}; the
         invocation overhead is spread over the layers in proportion, so the layers sum to the total."""
         spec = getattr(network, "spec", network)
@@ -233,7 +251,7 @@ class LatencyLut:
         raw = [self._lookup(p) for p in plan]
         scale = self.scale.get(spec.family, 1.0)
         total_raw = sum(raw) or 1.0
-        total_us = _finite_ms(self.overhead_us + scale * sum(raw))
+        total_us = _finite_ms((self.overhead_us + scale * sum(raw)) * self.speed(probe_now_us))
         layers = []
         for p, r in zip(plan, raw):
             share = r / total_raw
@@ -257,8 +275,10 @@ class LatencyLut:
     # -- files -----------------------------------------------------------------------
     def as_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint, "input_size": self.input_size,
-                "families": self.families, "overhead_us": self.overhead_us, "scale": self.scale, "meta": self.meta,
-                "tables": {name: t.as_dict() for name, t in sorted(self.tables.items())}}
+                "families": self.families, "precision": self.precision,
+                "probe": None if self.probe_us is None else {"us": self.probe_us, "statistic": "mean"},
+                "conditions": self.conditions, "overhead_us": self.overhead_us, "scale": self.scale,
+                "meta": self.meta, "tables": {name: t.as_dict() for name, t in sorted(self.tables.items())}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyLut":
@@ -266,8 +286,10 @@ class LatencyLut:
             raise ValueError(f"not a latency LUT (a JSON {type(d).__name__}, not an object)")
         if d.get("format") != FORMAT:
             raise ValueError(f"not a latency LUT (format {d.get('format')!r})")
-        if d.get("version") != VERSION:
-            raise ValueError(f"LUT version {d.get('version')} is not supported (this amc-tf reads {VERSION})")
+        version = d.get("version")
+        if not _is_num(version) or version not in READABLE_VERSIONS:
+            raise ValueError(f"LUT version {version} is not supported (this amc-tf reads "
+                             f"{', '.join(map(str, READABLE_VERSIONS))})")
         for key, typ, what in (("fingerprint", dict, "an object"), ("tables", dict, "an object"),
                                ("families", list, "a list"), ("scale", dict, "an object"), ("meta", dict, "an object")):
             if not isinstance(d.get(key, typ()), typ):
@@ -281,8 +303,21 @@ class LatencyLut:
             raise ValueError("input_size must be a positive integer")
         tables = {str(name): Table.from_dict(t, name) for name, t in d["tables"].items()}
         scale = {str(k): _finite(v, f"scale of {k}", low=0.0, open_low=True) for k, v in d.get("scale", {}).items()}
+        precision, probe, conditions = "fp32", None, {}
+        if version >= 2:  # version 1: an fp32 table without a probe
+            precision = d.get("precision")
+            if precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {json.dumps(precision)[:40]}")
+            if d.get("probe") is not None:
+                if not isinstance(d["probe"], dict):
+                    raise ValueError("probe must be an object or null")
+                probe = _finite(d["probe"].get("us"), "probe us", low=0.0, open_low=True)
+            conditions = d.get("conditions", {})
+            if not isinstance(conditions, dict):
+                raise ValueError("conditions must be an object")
         return cls(dict(d["fingerprint"]), int(size), list(d["families"]), tables,
-                   _finite(d.get("overhead_us", 0.0), "overhead_us", low=0.0), scale, dict(d.get("meta", {})))
+                   _finite(d.get("overhead_us", 0.0), "overhead_us", low=0.0), scale, dict(d.get("meta", {})),
+                   precision, probe, dict(conditions))
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> None:
         from amc_tf.benchmarks.runlog import atomic_write
@@ -317,8 +352,9 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def predict(network, lut: LatencyLut | str | os.PathLike) -> float:
-    """Predicted latency (ms) of a NetSpec/Network; `lut` a loaded LUT (fast) or a path."""
+def predict(network, lut: LatencyLut | str | os.PathLike, probe_now_us: float | None = None) -> float:
+    """Predicted latency (ms) of a NetSpec/Network; `lut` a loaded LUT (fast) or a path;
+    `probe_now_us` scales it to the target's speed now (see LatencyLut.speed)."""
     if not isinstance(lut, LatencyLut):
         lut = load_lut(lut)
-    return lut.predict(network)
+    return lut.predict(network, probe_now_us)

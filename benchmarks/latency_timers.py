@@ -27,14 +27,53 @@ from amc_tf.benchmarks.protocol import Protocol
 
 
 # -- layer models ----------------------------------------------------------------------
-def layer_tflite(kind: str, res: int, cin: int, cout: int, seed: int = 0) -> bytes:
+PRECISIONS = ("fp32", "int8")
+
+
+def _int8_configure(samples: list[list[np.ndarray]], float_in: bool, float_out: bool):
+    """A converter configuration for a full-integer model, calibrated on `samples` (each one
+    input list); its input/output stay float32 where the whole network's do (the stem's input,
+    the head's output: a QUANTIZE/DEQUANTIZE pair inside the model), else int8."""
+    import tensorflow as tf
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: iter(samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32 if float_in else tf.int8
+        converter.inference_output_type = tf.float32 if float_out else tf.int8
+    return configure
+
+
+def layer_tflite(kind: str, res: int, cin: int, cout: int, seed: int = 0, precision: str = "fp32") -> bytes:
     """A TFLite model of one layer: kind is conv3x3_s2 | depthwise_s1 | depthwise_s2 |
-    pointwise | add | head (global average pool + 1x1 conv to `cout` classes + squeeze) | null."""
+    pointwise | add | head (global average pool + 1x1 conv to `cout` classes + squeeze) | null.
+
+    `precision` int8: the layer fully quantized (int8 weights per channel, int8 activations),
+    as `convert --quantize int8` makes it inside a whole network: float input only for the
+    stem (the network quantizes its input there), float output only for the head."""
+    import warnings
+
     import tensorflow as tf
 
     from amc_tf.converters.exporters import tflite_from_concrete
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
     rng = np.random.default_rng(seed)
+    configure = None
+    if precision == "int8":
+        n_in = 2 if kind == "add" else 1
+        shape = [1, 1, 1, 1] if kind == "null" else [1, res, res, cin]
+        data_rng = np.random.default_rng(seed + 1)
+        samples = [[data_rng.uniform(-1 if kind == "conv3x3_s2" else 0, 1, shape).astype(np.float32)
+                    for _ in range(n_in)] for _ in range(3)]
+        configure = _int8_configure(samples, float_in=kind == "conv3x3_s2", float_out=kind == "head")
+
+    def convert(concrete):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return tflite_from_concrete(concrete, configure)
 
     def const(shape, fan_in):
         return tf.constant((rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))).astype(np.float32))
@@ -45,7 +84,7 @@ def layer_tflite(kind: str, res: int, cin: int, cout: int, seed: int = 0) -> byt
         @tf.function(input_signature=specs, autograph=False)
         def f(a, b):
             return tf.add(a, b)
-        return tflite_from_concrete(f.get_concrete_function())
+        return convert(f.get_concrete_function())
 
     if kind == "null":
         cin, res = 1, 1
@@ -80,7 +119,7 @@ def layer_tflite(kind: str, res: int, cin: int, cout: int, seed: int = 0) -> byt
     def g(x):
         return body(x)
 
-    return tflite_from_concrete(g.get_concrete_function())
+    return convert(g.get_concrete_function())
 
 
 def random_network(spec: NetSpec, seed: int = 0) -> Network:
@@ -98,11 +137,24 @@ def random_network(spec: NetSpec, seed: int = 0) -> Network:
     return Network(spec, weights, {"frontend": "random", "seed": seed})
 
 
-def network_tflite(spec: NetSpec, seed: int = 0) -> bytes:
+def network_tflite(spec: NetSpec, seed: int = 0, precision: str = "fp32") -> bytes:
+    """A random-weight whole network; int8: fully quantized as `convert --quantize int8`
+    quantizes (float32 input and output, the TF converter's calibration on random images:
+    the kernels and so the latency do not depend on the ranges)."""
     from amc_tf.converters.exporters import tflite_bytes
     from amc_tf.converters.tf_builder import build
 
-    return tflite_bytes(build(random_network(spec, seed)))
+    model = build(random_network(spec, seed))
+    if precision == "fp32":
+        return tflite_bytes(model)
+    if precision != "int8":
+        raise ValueError(f"unknown precision {precision!r}")
+    from amc_tf.converters.quantize import QuantizeRequest, quantized_tflite_bytes
+
+    rng = np.random.default_rng(seed + 7)
+    shape = (1, spec.input_size, spec.input_size, 3)
+    return quantized_tflite_bytes(model, QuantizeRequest("int8", recipe="tf"),
+                                  lambda: (rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(4)))
 
 
 # -- timers ----------------------------------------------------------------------------
@@ -135,6 +187,36 @@ class LocalTimer:
         return {"target": "local", "cpu": info.get("cpu", info["machine"]), "device": None,
                 "runtime": f"ai-edge-litert {_litert_version()}", "threads": self.threads, "delegate": self.delegate,
                 "machine": info["machine"], "cpus": info.get("cpus")}
+
+    def _ready(self, path: Path):
+        from amc_tf.benchmarks.local import make_interpreter
+
+        interp = make_interpreter(str(path), self.threads, self.delegate)
+        interp.allocate_tensors()
+        rng = np.random.default_rng(0)
+        for d in interp.get_input_details():
+            if d["dtype"] == np.float32:
+                x = rng.uniform(-1, 1, size=tuple(d["shape"])).astype(np.float32)
+            else:
+                x = rng.integers(-128, 128, size=tuple(d["shape"])).astype(d["dtype"])
+            interp.set_tensor(d["index"], x)
+        return interp
+
+    def time_mean(self, path: Path, seconds: float = 1.0, warmup: int = 30) -> float:
+        """The mean per-invocation time (us) of `path` over about `seconds` after `warmup`
+        invocations: the statistic a user's timer (and benchmark_model) reports, load included."""
+        interp = self._ready(path)
+        invoke, clock = interp.invoke, time.perf_counter_ns
+        for _ in range(warmup):
+            invoke()
+        n, t0 = 0, clock()
+        end = t0 + seconds * 1e9
+        while True:
+            invoke()
+            n += 1
+            now = clock()
+            if now >= end and n >= 10:
+                return (now - t0) / n / 1000.0
 
     def time_model(self, path: Path, budget_s: float | None = None) -> float:
         """LiteRT runs in one long-lived child process (amc_tf.core.litert_worker) that loads

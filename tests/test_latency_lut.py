@@ -174,7 +174,7 @@ class FileSizeTimer:
 
 
 def test_interrupted_build_resumes_to_the_same_result(tmp_path):
-    whole = build_lut(tmp_path / "whole.json", FileSizeTimer(), [V1], 96, tiny=True, calibrate=True)
+    whole = build_lut(tmp_path / "whole.json", FileSizeTimer(), [V1], 96, tiny=True, calibrate=True, probe=False)
     out = tmp_path / "lut.json"
     first = FileSizeTimer()
 
@@ -183,11 +183,11 @@ def test_interrupted_build_resumes_to_the_same_result(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_lut(out, first, [V1], 96, tiny=True, calibrate=True, progress=stop, save_every_s=3600)
+        build_lut(out, first, [V1], 96, tiny=True, calibrate=True, progress=stop, save_every_s=3600, probe=False)
     partial = out.with_name("lut.json.partial.json")
     assert not out.exists() and len(json.loads(partial.read_text())["points"]) == 12
     second = FileSizeTimer()
-    resumed = build_lut(out, second, [V1], 96, tiny=True, calibrate=True)
+    resumed = build_lut(out, second, [V1], 96, tiny=True, calibrate=True, probe=False)
     from amc_tf.benchmarks.latency_build import CAL_ROUNDS
 
     assert len(first.calls) + len(second.calls) == CAL_ROUNDS * len(whole.meta["calibration"]) + whole.meta["points"]
@@ -243,7 +243,7 @@ def test_adb_build_pushes_the_binary_once_and_records_the_device(tmp_path, monke
     out = tmp_path / "phone.json"
     res = CliRunner().invoke(main, ["latency", "build", "-o", str(out), "--target", "adb", "--serial", "S1",
                                     "--benchmark-binary", str(bm), "--grid", "tiny", "--family", "v1",
-                                    "--input-size", "96", "--no-calibrate", "-q"])
+                                    "--input-size", "96", "--no-calibrate", "--no-probe", "-q"])
     assert res.exit_code == 0, res.output
     lut = load_lut(out)
     assert lut.fingerprint["target"] == "adb" and lut.fingerprint["device"] == "Pixel"
