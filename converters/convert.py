@@ -201,7 +201,9 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
     try:
         reference = _start_reference(checkpoint, network, options) if options.verify else None
         report = _export(network, reference, tmp, options, timings, progress)
-        report["source"].update({"sha256": sha256_file(checkpoint), "bytes": os.path.getsize(checkpoint)})
+        # the resolved path: parity and diff find the checkpoint from any folder (its sha256 proves it unchanged)
+        report["source"].update({"file": os.path.realpath(checkpoint), "sha256": sha256_file(checkpoint),
+                                 "bytes": os.path.getsize(checkpoint)})
         if options.profile:
             report["network"]["profile"] = options.profile
         timings["total"] = time.perf_counter() - t0

@@ -33,15 +33,15 @@ def check_options(options) -> QuantizeRequest:
         raise QuantizeError(f"--int8-recipe is only for --quantize int8 ({request.mode} has no recipe)")
     if request.mode == "int8":
         if options.calibration is None:
-            raise QuantizeError("--quantize int8 needs --calibration DIR: real images, preprocessed as evaluation "
-                                "does, set the activation ranges (--calibration synthetic quantizes without them, "
+            raise QuantizeError("--quantize int8 needs --images DIR: real images, preprocessed as evaluation "
+                                "does, set the activation ranges (--images synthetic quantizes without them, "
                                 "with a warning: accuracy may collapse)")
         if options.calibration_size < 1:
             raise QuantizeError(f"--calibration-size must be >= 1, got {options.calibration_size}")
         if options.calibration != calibration.SYNTHETIC:
             calibration.check_size(options.calibration, options.calibration_size)
     elif options.calibration is not None:
-        raise QuantizeError(f"--calibration is only for --quantize int8 ({request.mode} takes no calibration)")
+        raise QuantizeError(f"--images is only for --quantize int8 ({request.mode} takes no calibration)")
     return request
 
 

@@ -91,7 +91,7 @@ def _fresh_logdir(root: Path) -> Path:
 @click.option("--warmup", type=int, default=100, show_default=True, help="warm-up invocations per run (exact)")
 @click.option("--runs", type=int, default=200, show_default=True, help="timed invocations per run (exact)")
 @click.option("--repeats", type=int, default=3, show_default=True, help="runs; each a fresh interpreter / process")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="inference threads per run")
 @click.option("--taskset", default=None, metavar="MASK", help="pin to the CPUs of a hex mask, e.g. f0 (big cores)")
 @click.option("--delegate", type=click.Choice(["xnnpack", "none", "gpu", "nnapi"]), default="xnnpack",
               show_default=True, help="gpu and nnapi only with --target adb")
@@ -231,9 +231,9 @@ def _describe(r) -> str:
 
 @logs.command("summarize")
 @click.argument("logdir", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--csv", "as_csv", is_flag=True)
-@click.option("--markdown", "as_md", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option("--csv", "as_csv", is_flag=True, help="print the summary as CSV")
+@click.option("--markdown", "as_md", is_flag=True, help="print the summary as a Markdown table")
 @click.option("--baseline", default=None, help="add each model's latency ratio to this model")
 def summarize(logdir, as_json, as_csv, as_md, baseline):
     """Group LOGDIR/<model>_run<k>.txt by model: per-run averages, mean across runs (the

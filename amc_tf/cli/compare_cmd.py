@@ -52,7 +52,7 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
 @click.option("--warmup", type=int, default=100, show_default=True, help="Warm-up invocations per run (exact).")
 @click.option("--runs", type=int, default=200, show_default=True, help="Timed invocations per run (exact).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs; each a fresh interpreter.")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="Inference threads (latency and agreement).")
 @click.option("--no-latency", is_flag=True, help="Skip the latency measurement.")
 @click.option("--logdir", type=click.Path(file_okay=False, path_type=str),
               help="Keep the benchmark logs here (default: a temporary directory, removed).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.options import BN_EPS
+from amc_tf.cli.options import BN_EPS, Aliased
 from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 from amc_tf.core.profiles import PROFILE_NAMES
@@ -20,7 +20,7 @@ def _progress(quiet: bool):
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=str),
+@click.option("-o", "--output", "outdir", cls=Aliased, aliases=("--out",), required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output directory (model.tflite, saved_model/, slim/, report.json).")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), help="Assert the checkpoint has this AMC profile's channels.")
 @click.option("--activation", type=click.Choice(["relu", "relu6"]),
@@ -37,7 +37,7 @@ def _progress(quiet: bool):
                    "TFLite taking uint8 [1,S,S,3], normalising inside.")
 @click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8"]),
               help="Write model.tflite quantized (fp32 kept as model_fp32.tflite) and measure it against fp32.")
-@click.option("--calibration", metavar="DIR|synthetic",
+@click.option("--images", "calibration", cls=Aliased, aliases=("--calibration",), metavar="DIR|synthetic",
               help="int8: images to calibrate on, preprocessed as evaluation does ('synthetic': random pixels, warned).")
 @click.option("--calibration-size", type=click.IntRange(1), default=200, show_default=True,
               help="int8: calibration images; the rest of DIR (up to 200) measure the result.")
@@ -60,7 +60,7 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
       amc-tf convert checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar -o out/0.5flops --profile 0.5flops
       amc-tf convert mobilenet_0.5flops.onnx -o out/0.5flops-onnx
       amc-tf convert CHECKPOINT -o OUTDIR --export onnx --onnx-layout nhwc
-      amc-tf convert CHECKPOINT -o OUTDIR --quantize int8 --calibration calib/ --io uint8
+      amc-tf convert CHECKPOINT -o OUTDIR --quantize int8 --images calib/ --io uint8
     """
     from amc_tf.converters.convert import ConvertOptions
     from amc_tf.converters.convert import convert as run

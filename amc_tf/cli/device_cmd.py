@@ -39,8 +39,10 @@ def device():
 @click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="set a getprop property (repeatable)")
 @click.option("--max-seconds", type=click.IntRange(0), default=0, show_default=True,
               help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
+@click.option("--json", "as_json", is_flag=True,
+              help='once listening, print {"serial", "port", "root", "state", ...} as JSON on stdout')
 @click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
-def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet):
+def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, as_json, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
@@ -79,6 +81,13 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
     click.echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
                f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
                f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
+    if as_json:
+        from amc_tf.cli.output import emit_json
+
+        emit_json({"serial": f"127.0.0.1:{dev.port}", "port": dev.port, "root": str(sandbox.root), "state": state,
+                   "shell": "legacy" if legacy_shell else "v2", "auth_keys": None if keys is None else len(keys),
+                   "max_seconds": max_seconds or None})
+        sys.stdout.flush()
     say("commands run on this host: timings measure the host CPU, not a phone")
 
     def on_term(_sig, _frame):
@@ -105,7 +114,8 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, quiet
 @device.command("benchmark-binary")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
-def benchmark_binary(out, force):
+@click.option("--json", "as_json", is_flag=True, help='print {"path", "python"} as JSON on stdout')
+def benchmark_binary(out, force, as_json):
     """Write OUT: a benchmark_model for the emulated device (a sh script running the model
     through this project's LiteRT runner on the host, printing benchmark_model's log).
     Push it with `amc-tf bench --target adb --benchmark-binary OUT`."""
@@ -120,6 +130,10 @@ def benchmark_binary(out, force):
     atomic_write(path, wrapper_script(sys.executable))
     path.chmod(0o755)
     click.echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
+    if as_json:
+        from amc_tf.cli.output import emit_json
+
+        emit_json({"path": str(path), "python": sys.executable})
 
 
 COMMANDS = [device]

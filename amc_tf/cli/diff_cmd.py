@@ -107,6 +107,8 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
         for comparison in result["comparisons"]:
             click.echo("")
             click.echo(format_table(comparison, spec))
+        if result["passed"] and result["not_compared"]:
+            click.echo("passed without " + ", ".join(f"{name} ({why})" for name, why in result["not_compared"].items()))
     if not result["passed"]:
         firsts = ", ".join(f"{c['candidate']} vs {c['reference']} at {c['first_over']}"
                            for c in result["comparisons"] if c["first_over"])

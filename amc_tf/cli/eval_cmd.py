@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.options import NON_NEGATIVE
+from amc_tf.cli.options import NON_NEGATIVE, Aliased
 from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 
@@ -51,18 +51,21 @@ def _set_tf_threads(threads: int) -> None:
 
 @click.command("eval")
 @click.argument("model", type=click.Path(path_type=str))
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=str),
+@click.option("--images", "data_dir", cls=Aliased, aliases=("--data",), required=True, type=click.Path(path_type=str),
               help="ImageFolder, ImageNet val folder, flat <wnid>_*.JPEG folder or slim TFRecords.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "tf", "tflite"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "torch", "tf", "tflite"]), default="auto", show_default=True,
+              help="Runtime to evaluate with; auto: a checkpoint runs in PyTorch, a SavedModel in TF, a .tflite "
+                   "or a conversion OUTDIR (its model.tflite) in LiteRT.")
 @click.option("--preprocess", "mode", type=click.Choice(["pil", "tf"]), default="pil", show_default=True,
               help="pil: torchvision's eval transform exactly; tf: tf.image (faster, not bit-exact).")
-@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True,
+              help="Images per inference call (torch and tf; LiteRT runs one at a time).")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images (dataset order).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Inference threads.")
 @click.option("--labels-offset", type=int, help="Model class = dataset label - K (default: from the class count).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
 @click.option("--ground-truth", type=click.Path(dir_okay=False, exists=True, path_type=str),
-              help="LOC_val_solution.csv or ILSVRC2012_validation_ground_truth.txt (default: found in/above DATA).")
+              help="LOC_val_solution.csv or ILSVRC2012_validation_ground_truth.txt (default: found in/above the --images folder).")
 @click.option("--save-logits", type=click.Path(dir_okay=False, path_type=str),
               help="Write the logits (.npy, dataset order; NaN rows for skipped images).")
 @click.option("--force", is_flag=True, help="Overwrite --save-logits FILE if it exists.")
@@ -76,7 +79,7 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
 
     \b
     Example:
-      amc-tf eval out/0.5flops/model.tflite --data /data/imagenet/val --threads 4
+      amc-tf eval out/0.5flops/model.tflite --images /data/imagenet/val --threads 4
     """
     from amc_tf.core.data import open_dataset
     from amc_tf.services.evaluate import evaluate, needs_tensorflow, open_model
@@ -163,30 +166,32 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
     from amc_tf.core.outdir import read_outdir
 
     out = read_outdir(outdir)
-    backends, notes = {}, []
+    backends, not_compared = {}, {}
     if checkpoint and torch_reference.torch_available():
         backends["torch"] = open_model(checkpoint, "torch", threads=threads, input_size=input_size)
     else:
-        notes.append("PyTorch not compared: " + ("torch is not installed" if checkpoint else missing))
+        not_compared["torch"] = "torch is not installed" if checkpoint else missing
     backends["tf"] = open_model(os.fspath(out.saved_model), "tf", threads=threads)
     backends["tflite"] = open_model(os.fspath(out.tflite_fp32), "tflite", threads=threads)  # fp32 even when quantized
     wp = os.path.join(outdir, "with_preprocessing")
     if os.path.isdir(wp):
         backends["tflite_uint8"] = open_model(os.path.join(wp, "model.tflite"), "tflite", threads=threads)
         backends["saved_model_uint8"] = open_model(os.path.join(wp, "saved_model"), "tf", threads=threads)
-    return backends, notes
+    return backends, not_compared
 
 
 @click.command()
 @click.argument("target", metavar="CHECKPOINT_OR_OUTDIR", type=click.Path(exists=True, path_type=str))
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Images to compare on (any layout eval reads; default: seeded synthetic images).")
-@click.option("--n", "n", type=click.IntRange(1, PARITY_MAX_N), default=100, show_default=True,
+@click.option("--limit", "n", cls=Aliased, aliases=("--n",), type=click.IntRange(1, PARITY_MAX_N), default=100,
+              show_default=True,
               help=f"Number of images (1..{PARITY_MAX_N}).")
 @click.option("--max-diff", type=NON_NEGATIVE, default=1e-3, show_default=True, help="Largest allowed |logit difference|.")
-@click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Smallest allowed share of images on which every pair agrees on the top-1 class (0..1).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
-@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Inference threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads, as_json, quiet):
@@ -198,7 +203,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
 
     \b
     Example:
-      amc-tf parity checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar --images /data/imagenet/val --n 500
+      amc-tf parity checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar --images /data/imagenet/val --limit 500
     """
     import os
     import tempfile
@@ -223,7 +228,8 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
             outdir, checkpoint = os.path.join(tmp, "out"), target
             convert(target, outdir, ConvertOptions(input_size=input_size, verify=False,
                                                    exports=("with_preprocessing",)), progress=say)
-        backends, notes = _parity_backends(outdir, checkpoint, threads, input_size, missing)
+        backends, not_compared = _parity_backends(outdir, checkpoint, threads, input_size, missing)
+        notes = [f"PyTorch not compared: {why}" for why in not_compared.values()]
         prep = preprocessing_for(backends["tf"])
         if dataset is not None:
             count = min(n, len(dataset.files)) if dataset.files else None
@@ -263,7 +269,8 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     failures = P.gate(pairs, max_diff, min_top1_agreement)
     result = {"target": target, "images": images or "synthetic", "n": len(crops), "preprocessing": prep.to_dict(),
               "backends": list(backends), "pairs": pairs, "thresholds": {"max_diff": max_diff,
-              "min_top1_agreement": min_top1_agreement}, "notes": notes, "passed": not failures, "failures": failures}
+              "min_top1_agreement": min_top1_agreement}, "notes": notes, "passed": not failures, "failures": failures,
+              "not_compared": not_compared}
     if as_json:
         emit_json(result)
     else:
@@ -274,7 +281,8 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
                        f"{fig['min_cosine']:>10.7f} {fig['top1_agreement']:>7.1%} {fig['top5_agreement']:>7.1%}")
         for note in notes:
             click.echo(f"  note: {note}")
-        click.echo(f"  {'PASSED' if not failures else 'FAILED'} (max |diff| <= {max_diff:g}, "
+        without = "".join(f" without {name} ({why})" for name, why in not_compared.items())
+        click.echo(f"  {'PASSED' if not failures else 'FAILED'}{without} (max |diff| <= {max_diff:g}, "
                    f"top-1 agreement >= {min_top1_agreement:.0%})")
     if failures:
         raise ParityFailed("; ".join(failures))

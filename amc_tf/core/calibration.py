@@ -29,7 +29,7 @@ PREPROCESS_MODE = "pil"  # evaluation's default: torchvision's eval transform ex
 SEED = 0
 MAX_HELD_OUT = 200
 SYNTHETIC_WARNING = ("calibrated on SYNTHETIC random-pixel images, not real ones: the int8 activation ranges "
-                     "are guesses and accuracy may be far below fp32; calibrate with --calibration DIR")
+                     "are guesses and accuracy may be far below fp32; calibrate with --images DIR")
 
 
 class CalibrationError(AmcError):
@@ -43,17 +43,18 @@ def open_images(root: str | os.PathLike):
 
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise CalibrationError(f"--calibration {root}: no such directory")
+        what = "not a directory (give the folder that holds the images)" if os.path.exists(root) else "no such directory"
+        raise CalibrationError(f"--images {root}: {what}")
     try:
         dataset = open_dataset(root)
     except DataError:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(root, followlinks=True) for f in names
                        if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
-            raise CalibrationError(f"--calibration {root}: no images found") from None
+            raise CalibrationError(f"--images {root}: no images found") from None
         return Dataset("images", root, (), files)
     if dataset.records:
-        raise CalibrationError(f"--calibration {root}: TFRecord shards are not supported for calibration; "
+        raise CalibrationError(f"--images {root}: TFRecord shards are not supported for calibration; "
                                "give a folder of images")
     return dataset
 

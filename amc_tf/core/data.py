@@ -120,8 +120,11 @@ def _wnid_label(wnid: str, where: str) -> int:
 def open_dataset(root: str | os.PathLike, ground_truth: str | None = None) -> Dataset:
     """Detect the layout of `root` and list its samples with their dataset labels."""
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise DataError(f"{root}: no such directory")
+    if not os.path.isdir(root):  # --images is every command's name for the folder
+        if os.path.exists(root):
+            raise DataError(f"--images {root}: not a directory (give the folder that holds the images, "
+                            "or their TFRecord shards)")
+        raise DataError(f"--images {root}: no such directory")
     records = sorted(glob.glob(os.path.join(root, TFRECORD_GLOB)))
     if records:
         return Dataset("tfrecord", root, (), records=records)

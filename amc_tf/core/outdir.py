@@ -52,9 +52,14 @@ class OutDir:
 
     @property
     def source_file(self) -> str | None:
-        """The converted checkpoint, if it is still where it was converted from."""
+        """The converted checkpoint, if it is still where it was converted from. report.json
+        records the resolved path; an older report's relative path is tried as typed (from the
+        current folder) and from the OUTDIR's parent folder."""
         src = self.report.get("source", {}).get("file")
-        return src if src and os.path.isfile(src) else None
+        if not src:
+            return None
+        candidates = [src] if os.path.isabs(src) else [src, os.path.join(os.fspath(self.path.parent), src)]
+        return next((c for c in candidates if os.path.isfile(c)), None)
 
     def pytorch_checkpoint(self) -> tuple[str | None, str | None]:
         """(the PyTorch checkpoint this OUTDIR was converted from, None) when it is still at the

@@ -77,10 +77,7 @@ class Images:
 def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | None = None) -> Images:
     from dataclasses import replace
 
-    try:
-        dataset = calibration.open_images(root)
-    except AmcError as exc:  # its messages name --calibration, the option it serves elsewhere
-        raise AmcError(str(exc).replace("--calibration ", "--images ", 1)) from None
+    dataset = calibration.open_images(root)  # its messages name --images, compare's option too
     taken = set().union(*(c.calibration_hashes for c in cands))
     keep = [i for i, f in enumerate(dataset.files) if not taken or sha256_file(f) not in taken]
     excluded = len(dataset.files) - len(keep)
