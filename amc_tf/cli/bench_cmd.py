@@ -100,7 +100,9 @@ def _fresh_logdir(root: Path) -> Path:
 @click.option("--run-timeout", type=FiniteFloat(low=0, low_open=True), default=None, metavar="SECONDS",
               help="stop a run after this long and report it timed out (exit 3) [default: 120 s + 2 s per "
                    "warm-up or timed invocation]")
-@click.option("--name", default=None, help="log name (default: the model's file stem)")
+@click.option("--name", default=None,
+              help="log name, for one MODEL (default: derived from the model: an OUTDIR's folder name, a .tflite's "
+                   "file stem)")
 @click.option("--baseline", default=None, help="add each model's latency ratio to this model (by name)")
 @click.option("--cleanup", is_flag=True, help="adb: remove the pushed binary and models afterwards")
 @click.option("--force", is_flag=True, help="replace existing logs of the same name")

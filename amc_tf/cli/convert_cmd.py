@@ -42,8 +42,9 @@ def _progress(quiet: bool):
 @click.option("--calibration-size", type=click.IntRange(1), default=200, show_default=True,
               help="int8: calibration images; the rest of DIR (up to 200) measure the result.")
 @click.option("--int8-recipe", type=click.Choice(["accurate", "tf"]),
-              help="int8: 'accurate' (default): activation ranges by least error, depthwise rounding and bias "
-                   "correction on the calibration images; 'tf': TF's converter's own min/max calibration.")
+              help="int8: 'accurate' (default): activation ranges from the 0.01th..99.99th percentiles, weights "
+                   "rounded to nearest, and bias correction, on the calibration images; 'tf': TF's converter's own "
+                   "min/max calibration.")
 @click.option("--io", "io_type", type=click.Choice(["float32", "uint8", "int8"]), default="float32", show_default=True,
               help="Input/output type of an int8 model.tflite.")
 @click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch (or onnxruntime) self-check.")

@@ -11,6 +11,8 @@ from amc_tf.cli.output import emit_json
 from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+CHECKPOINT_DEFAULTS = {"input_size": 224, "bn_eps": 1e-5, "activation": None}  # what --help names
+RANDOM_INPUTS = 2  # standard-normal inputs when neither --images nor --random is given
 
 
 class DiffFailed(AmcError):
@@ -85,14 +87,14 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
     if images and random_n:
         raise AmcError("give --images DIR or --random N, not both")
     progress = _progress(quiet)
-    checkpoint_options = {"activation": activation, "bn_eps": 1e-5 if bn_eps is None else bn_eps,
-                          "input_size": 224 if input_size is None else input_size}
+    given = {"activation": activation, "bn_eps": bn_eps, "input_size": input_size}
+    checkpoint_options = {k: CHECKPOINT_DEFAULTS[k] if v is None else v for k, v in given.items()}
     if os.path.isdir(model) and any(v is not None for v in (input_size, bn_eps, activation)):
         raise AmcError("--input-size, --bn-eps and --activation apply to a CHECKPOINT; an OUTDIR records its own")
     progress(f"reading {model}")
     subject = open_subject(model, **checkpoint_options)
     spec = subject.network.spec
-    x = image_inputs(images, spec, limit) if images else random_inputs(spec, random_n or 2)
+    x = image_inputs(images, spec, limit) if images else random_inputs(spec, random_n or RANDOM_INPUTS)
     result = run_diff(subject, against, x, tolerance, progress)
     result["inputs"] = {"count": len(x), "source": images or "standard normal, seed 0"}
     if as_json:

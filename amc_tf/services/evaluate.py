@@ -40,6 +40,8 @@ class Backend:
     predict: Callable[[np.ndarray], np.ndarray]
 
 
+DEFAULT_INPUT_SIZE = 224  # a PyTorch checkpoint's input size when --input-size is not given
+
 def model_kind(path: str, backend: str = "auto") -> str:
     """torch | tf | tflite: what open_model would run for this path and --backend."""
     path = os.fspath(path)
@@ -90,7 +92,7 @@ def _open_torch(path: str, *, threads: int, input_size: int | None) -> Backend:
     import torch
 
     torch.set_num_threads(threads)
-    network, state_dict = load(path, input_size=input_size or 224)
+    network, state_dict = load(path, input_size=input_size or DEFAULT_INPUT_SIZE)
     spec, keys = network.spec, network.source["layer_keys"]
     return Backend("torch", path, spec.num_classes, spec.input_size, "float",
                    lambda x: torch_reference.forward(spec, state_dict, keys, x))
@@ -142,7 +144,7 @@ def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
 
 
 def preprocessing_for(model: Backend, input_size: int | None = None) -> Preprocessing:
-    size = input_size or model.input_size or 224
+    size = input_size or model.input_size or DEFAULT_INPUT_SIZE
     if model.input_size is not None and input_size is not None and input_size != model.input_size:
         raise ModelError(f"{model.path} takes {model.input_size}x{model.input_size} inputs, not --input-size {input_size}")
     return Preprocessing.for_input_size(size)
