@@ -75,12 +75,16 @@ def _set_tf_threads(threads: int) -> None:
 def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, labels_offset, input_size,
                  ground_truth, save_logits, force, strict, as_json, quiet):
     """Top-1 / top-5 of MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a
-    .tflite) on an ImageNet-style dataset.
+    .tflite) on an ImageNet-style dataset. An OUTDIR means its model.tflite (the model bench
+    and compare time, quantized when the conversion was); --backend tf takes its SavedModel,
+    --backend torch the checkpoint it was converted from. The result line names the file.
 
     \b
     Example:
       amc-tf eval out/0.5flops/model.tflite --images /data/imagenet/val --threads 4
     """
+    import os
+
     from amc_tf.core.data import open_dataset
     from amc_tf.services.evaluate import evaluate, needs_tensorflow, open_model
 
@@ -102,13 +106,16 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
         show(last[0], final=True)
     for item in result["skipped_files"]:
         click.echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)
+    result["argument"] = model  # "model" is the file evaluated (an OUTDIR's model.tflite, ...)
     if logits_path:
         result["logits_file"] = save_logits
     # the figures first: a failure to write the logits must not lose them
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"{model} [{result['backend']}, {mode} preprocessing] on {data_dir} ({result['data']['layout']})")
+        evaluated = "" if os.path.abspath(result["model"]) == os.path.abspath(model) else f" ({result['model']})"
+        click.echo(f"{model}{evaluated} [{result['backend']}, {mode} preprocessing] on {data_dir} "
+                   f"({result['data']['layout']})")
         click.echo(f"  top-1 {result['top1']:.2%} ({result['correct_top1']}/{result['evaluated']})  "
                    f"top-5 {result['top5']:.2%} ({result['correct_top5']}/{result['evaluated']})")
         click.echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "

@@ -45,8 +45,8 @@ DEFAULT_INPUT_SIZE = 224  # a PyTorch checkpoint's input size when --input-size 
 def model_kind(path: str, backend: str = "auto") -> str:
     """torch | tf | tflite: what open_model would run for this path and --backend."""
     path = os.fspath(path)
-    if is_outdir(path):
-        return "tflite" if backend == "tflite" else "tf"
+    if is_outdir(path):  # an OUTDIR means its model.tflite, unless --backend says otherwise
+        return "tflite" if backend == "auto" else backend
     if os.path.isdir(path):
         return "tf"
     return "tflite" if path.endswith(".tflite") else "torch"
@@ -57,17 +57,29 @@ def needs_tensorflow(path: str, backend: str, mode: str, dataset: Dataset) -> bo
     return mode == "tf" or bool(dataset.records) or model_kind(path, backend) == "tf"
 
 
+def outdir_model(path: str, backend: str = "auto") -> tuple[str, str]:
+    """(the file an OUTDIR means for --backend, the backend): its model.tflite (quantized when the
+    conversion was: the model bench and compare time) unless --backend says otherwise: tf its
+    SavedModel (fp32), torch the checkpoint it was converted from, while that is unchanged."""
+    out = read_outdir(path)
+    if backend == "torch":
+        checkpoint, why = out.pytorch_checkpoint()
+        if checkpoint is None:
+            raise ModelError(f"--backend torch: {path} cannot be evaluated in PyTorch: {why}; "
+                             "give the PyTorch checkpoint itself")
+        return checkpoint, "torch"
+    if backend == "tf":
+        return os.fspath(out.saved_model), "tf"
+    return os.fspath(out.tflite), "tflite"
+
+
 def open_model(path: str, backend: str = "auto", *, threads: int = 1, input_size: int | None = None) -> Backend:
     """Open MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a .tflite)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelError(f"{path}: no such file or directory")
     if is_outdir(path):
-        if backend == "torch":
-            raise ModelError(f"{path} is a conversion output: give the PyTorch checkpoint for --backend torch")
-        out = read_outdir(path)
-        path = os.fspath(out.tflite if backend == "tflite" else out.saved_model)
-        backend = "tflite" if backend == "tflite" else "tf"
+        path, backend = outdir_model(path, backend)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelError(f"{path}: a directory, but neither a SavedModel nor a conversion output")
