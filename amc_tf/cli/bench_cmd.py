@@ -55,15 +55,25 @@ def default_name(model: str) -> str:
 
 
 def _names(models: tuple[str, ...], name: str | None) -> list[str]:
-    from amc_tf.benchmarks.runlog import check_name
+    """The log names: --name as given (checked, and blamed when unusable), else one derived from
+    each model's folder or file name, made safe for a file name and unique (-2, -3 ...) as
+    compare does."""
+    from amc_tf.benchmarks.runlog import check_name, safe_name
 
-    if name is not None and len(models) != 1:
-        raise AmcError("--name needs exactly one MODEL (the default name is each model's file stem)")
-    names = [name] if name is not None else [default_name(m) for m in models]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise AmcError(f"two models would share the log name {dup[0]!r}; benchmark them separately with --name")
-    return [check_name(n) for n in names]
+    if name is not None:
+        if len(models) != 1:
+            raise AmcError("--name needs exactly one MODEL (without it, each model's log name is derived from "
+                           "its folder or file name)")
+        return [check_name(name)]
+    names: list[str] = []
+    for model in models:
+        base = cand = safe_name(default_name(model))
+        k = 1
+        while cand in names:
+            k += 1
+            cand = f"{base}-{k}"
+        names.append(cand)
+    return names
 
 
 def _fresh_logdir(root: Path) -> Path:

@@ -40,7 +40,9 @@ class Candidate:
 
 def open_candidate(path: str | os.PathLike) -> Candidate:
     out = read_outdir(path)
-    return Candidate(out.path.resolve().name, out.path, out.report, out.tflite, out.tflite_fp32, out.quantization_mode,
+    from amc_tf.benchmarks.runlog import safe_name
+
+    return Candidate(safe_name(out.path.resolve().name), out.path, out.report, out.tflite, out.tflite_fp32, out.quantization_mode,
                      calibration.read_manifest(out.path / calibration.MANIFEST))
 
 
