@@ -67,6 +67,12 @@ class OutDir:
         source = self.report.get("source", {})
         if source.get("frontend") != "pytorch":
             return None, f"{source.get('frontend')} input is not a PyTorch checkpoint"
+        return self.source_checkpoint()
+
+    def source_checkpoint(self) -> tuple[str | None, str | None]:
+        """(the file this OUTDIR was converted from, PyTorch or ONNX, None) when it is still at
+        the recorded path with the recorded sha256; else (None, why not)."""
+        source = self.report.get("source", {})
         src = self.source_file
         if src is None:
             return None, "the converted checkpoint is no longer at the path report.json records"
