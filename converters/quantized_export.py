@@ -54,16 +54,19 @@ def _calibrate(spec, options, prep: Preprocessing, progress) -> tuple[np.ndarray
     progress(f"reading calibration images from {options.calibration}")
     split = calibration.split(options.calibration, options.calibration_size)
     cal_set = split.subset(split.calibration)
-    images, loaded = calibration.load(cal_set, prep)
-    unreadable = [f for i, f in enumerate(cal_set.files) if i not in set(loaded.tolist())]
+    skipped: list[dict] = list(split.dataset.skipped)  # every unreadable file, named ({"file", "error"})
+    failed: list[dict] = []
+    images, loaded = calibration.load(cal_set, prep, failed)
+    unreadable = [item["file"] for item in failed]
+    skipped += failed
     section = {"source": os.path.abspath(options.calibration), "layout": split.dataset.layout,
                "requested": options.calibration_size, "images": len(images),
                "unreadable": len(unreadable), "unreadable_files": unreadable, "seed": calibration.SEED,
-               "manifest": calibration.MANIFEST}
+               "manifest": calibration.MANIFEST, "skipped_files": skipped}
     held = None
     if split.held_out:
         held_set = split.subset(split.held_out)
-        held_images, kept = calibration.load(held_set, prep)
+        held_images, kept = calibration.load(held_set, prep, skipped)
         labels = None
         try:
             labels_all, _ = held_set.model_labels(spec.num_classes) if held_set.classes else (None, 0)

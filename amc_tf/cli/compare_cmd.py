@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 
 
@@ -36,8 +36,9 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
     for r in rows:
         for warning in r["warnings"]:
             lines.append(f"WARNING: {r['name']}: {warning}")
-    lines.append(f"{images['measured']} images from {images['root']}"
-                 + (f" ({images['excluded_calibration']} left out: calibration images)" if images["excluded_calibration"] else ""))
+    notes = ([f"{images['excluded_calibration']} left out: calibration images"] if images["excluded_calibration"] else []) \
+        + ([f"{images['skipped']} unreadable, skipped"] if images["skipped"] else [])
+    lines.append(f"{images['measured']} images from {images['root']}" + (f" ({'; '.join(notes)})" if notes else ""))
     if protocol:
         lines.append(f"latency: local target, {protocol['threads']} thread(s), {protocol['warmup']} warm-up + "
                      f"{protocol['runs']} timed invocations x {protocol['repeats']} runs, mean of the runs' averages")
@@ -100,7 +101,9 @@ def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_laten
                 row.update(extra)
         for row in rows:
             row["latency_ratio"] = row["latency_ms"] / rows[0]["latency_ms"]
-    info = {"root": images_dir, "measured": len(images.dataset.files), "excluded_calibration": images.excluded}
+    say_skipped(images.skipped)
+    info = {"root": images_dir, "measured": images.measured, "excluded_calibration": images.excluded,
+            "skipped": len(images.skipped), "skipped_files": images.skipped}
     if as_json:
         emit_json({"images": info, "protocol": protocol.as_dict() if protocol else None,
                    "target": "local" if protocol else None, "logdir": logdir, "rows": rows})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli.options import BN_EPS, Aliased
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 from amc_tf.core.profiles import PROFILE_NAMES
 
@@ -102,6 +102,7 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, input_size, exports
                              onnx_layout=onnx_layout or "nchw", quantize=quantize, calibration=calibration,
                              calibration_size=calibration_size, io=io_type, int8_recipe=int8_recipe)
     report = run(checkpoint, outdir, options, progress=_progress(quiet))
+    say_skipped(report.get("quantization", {}).get("calibration", {}).get("skipped_files", []))
     for warning in report.get("quantization", {}).get("warnings", []):
         click.echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet
     if as_json:

@@ -7,7 +7,7 @@ import os
 import click
 
 from amc_tf.cli.options import BN_EPS, NON_NEGATIVE
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -29,26 +29,36 @@ def _progress(quiet: bool):
     return report
 
 
-def image_inputs(directory: str, spec, limit: int):
-    """The first `limit` images under DIR (sorted paths), preprocessed as the PyTorch eval
-    transform does for the network's input size and normalisation."""
+def image_inputs(directory: str, spec, limit: int, skipped: list | None = None):
+    """The first `limit` readable images under DIR (sorted paths), preprocessed as the PyTorch
+    eval transform does for the network's input size and normalisation. An unreadable image is
+    skipped and named in `skipped` ({"file", "error"}), as every command skips them."""
     import numpy as np
 
+    from amc_tf.core.data import describe_failure
     from amc_tf.core.preprocess import Preprocessing, normalize, pil_load_crop
 
     if not os.path.isdir(directory):
-        raise AmcError(f"--images {directory}: not a directory")
+        what = "not a directory" if os.path.exists(directory) else "no such directory"
+        raise AmcError(f"--images {directory}: {what}")
     paths = sorted(os.path.join(root, name) for root, _, names in os.walk(directory) for name in names
-                   if name.lower().endswith(IMAGE_SUFFIXES))[:limit]
+                   if name.lower().endswith(IMAGE_SUFFIXES))
     if not paths:
         raise AmcError(f"--images {directory}: no images ({', '.join(IMAGE_SUFFIXES)})")
     prep = Preprocessing.for_input_size(spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std))
-    batch = []
+    batch, failed = [], []
     for path in paths:
+        if len(batch) == limit:
+            break
         try:
             batch.append(normalize(pil_load_crop(path, prep), prep))
-        except Exception as exc:  # PIL raises many types for a bad file
-            raise AmcError(f"{path}: cannot read the image ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+            failed.append({"file": path, "error": describe_failure(exc)})
+    if skipped is not None:
+        skipped += failed
+    if not batch:
+        named = "; ".join(f"{item['file']}: {item['error']}" for item in failed[:3])
+        raise AmcError(f"--images {directory}: none of the {len(failed)} images could be read ({named})")
     return np.stack(batch).astype(np.float32)
 
 
@@ -94,9 +104,12 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
     progress(f"reading {model}")
     subject = open_subject(model, **checkpoint_options)
     spec = subject.network.spec
-    x = image_inputs(images, spec, limit) if images else random_inputs(spec, random_n or RANDOM_INPUTS)
+    skipped: list[dict] = []
+    x = image_inputs(images, spec, limit, skipped) if images else random_inputs(spec, random_n or RANDOM_INPUTS)
+    say_skipped(skipped)
     result = run_diff(subject, against, x, tolerance, progress)
-    result["inputs"] = {"count": len(x), "source": images or "standard normal, seed 0"}
+    result["inputs"] = {"count": len(x), "source": images or "standard normal, seed 0", "skipped": len(skipped),
+                        "skipped_files": skipped}
     if as_json:
         emit_json(result)
     else:

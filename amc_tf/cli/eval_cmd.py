@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from amc_tf.cli.options import NON_NEGATIVE, Aliased
-from amc_tf.cli.output import emit_json
+from amc_tf.cli.output import emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 
 
@@ -104,8 +104,7 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
                               labels_offset=labels_offset, strict=strict, input_size=input_size, progress=progress)
     if last:
         show(last[0], final=True)
-    for item in result["skipped_files"]:
-        click.echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)
+    say_skipped(result["skipped_files"])
     result["argument"] = model  # "model" is the file evaluated (an OUTDIR's model.tflite, ...)
     if logits_path:
         result["logits_file"] = save_logits
@@ -223,7 +222,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     dataset = open_dataset(images) if images else None
     _set_tf_threads(threads)
     with tempfile.TemporaryDirectory(prefix="amc-tf-parity-") as tmp:
-        missing = None
+        missing, skipped = None, []
         if os.path.isdir(target):
             from amc_tf.core.outdir import read_outdir
 
@@ -241,15 +240,15 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
         if dataset is not None:
             count = min(n, len(dataset.files)) if dataset.files else None
             say(f"preparing {count} images" if count is not None else f"preparing up to {n} images")
-            skipped: list[dict] = []
             crops = P.load_images(dataset, n, prep, "pil", skipped=skipped)
-            for item in skipped:
-                say(f"skipped (unreadable): {item['file']}: {item['error']}")
+            say_skipped(skipped)
             if not crops:
                 named = "; ".join(f"{item['file']}: {item['error']}" for item in skipped[:3])
                 more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
                 raise AmcError(f"--images {images}: none of the {len(skipped)} images could be read "
                                f"({named}{more})")
+            say_skipped(dataset.skipped)  # entries the listing could not follow (symlink loops, ...)
+            skipped[:0] = dataset.skipped
             if skipped:
                 notes.append(f"{len(skipped)} unreadable image(s) skipped: {', '.join(i['file'] for i in skipped)}")
             raws = P.load_images(dataset, n, prep, "pil", raw=True) if "saved_model_uint8" in backends else []
@@ -277,7 +276,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     result = {"target": target, "images": images or "synthetic", "n": len(crops), "preprocessing": prep.to_dict(),
               "backends": list(backends), "pairs": pairs, "thresholds": {"max_diff": max_diff,
               "min_top1_agreement": min_top1_agreement}, "notes": notes, "passed": not failures, "failures": failures,
-              "not_compared": not_compared}
+              "not_compared": not_compared, "skipped": len(skipped), "skipped_files": skipped}
     if as_json:
         emit_json(result)
     else:

@@ -10,3 +10,10 @@ import click
 
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def say_skipped(items) -> None:
+    """Skipped files, one rule in every command: each named on stderr (even with -q, like a
+    warning) as `amc-tf: skipped (unreadable): FILE: WHY`; --json holds them as "skipped_files"."""
+    for item in items:
+        click.echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)

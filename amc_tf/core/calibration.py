@@ -111,17 +111,20 @@ def split(root: str | os.PathLike, size: int, max_held_out: int = MAX_HELD_OUT, 
     return Split(dataset, calibration, sorted(held_out), hashes)
 
 
-def load(dataset, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+def load(dataset, prep: Preprocessing, skipped: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(normalised float32 NHWC images, indices into dataset.files of those that decoded),
     each through evaluation's `pil` path: `pil_load_crop` then `normalize`; unreadable
-    images are skipped (as evaluation counts and skips them)."""
+    images are skipped, as evaluation skips them, and named in `skipped` ({"file", "error"})."""
+    from amc_tf.core.data import describe_failure
     from amc_tf.core.preprocess import normalize, pil_load_crop
 
     images, indices = [], []
     for i, path in enumerate(dataset.files):
         try:
             pixels = pil_load_crop(path, prep)
-        except Exception:  # noqa: BLE001 - any decoder error: the image is unreadable
+        except Exception as exc:  # noqa: BLE001 - any decoder error: the image is unreadable
+            if skipped is not None:
+                skipped.append({"file": path, "error": describe_failure(exc)})
             continue
         images.append(pixels)
         indices.append(i)

@@ -117,6 +117,13 @@ def _wnid_label(wnid: str, where: str) -> int:
         raise DataError(f"unknown ImageNet wnid {wnid!r} ({where})") from None
 
 
+def describe_failure(exc: BaseException) -> str:
+    """A short reason an image could not be read (first line of the message, with its type):
+    the "error" of a skipped file, the same in every command."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def open_dataset(root: str | os.PathLike, ground_truth: str | None = None) -> Dataset:
     """Detect the layout of `root` and list its samples with their dataset labels."""
     root = os.fspath(root)
