@@ -150,6 +150,10 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
 
     if target == "local":
         from amc_tf.benchmarks.local import bench_local, check_binary
+        from amc_tf.benchmarks.protocol import check_taskset
+
+        if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use (a container's cpuset, taskset ...)
+            check_taskset(protocol.taskset, sorted(os.sched_getaffinity(0)), "this machine lets amc-tf use")
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
         with claim_logdir(logdir, names, force, staged=True):  # old logs replaced only once the runs are done
