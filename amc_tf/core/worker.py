@@ -45,9 +45,15 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watchdog, name="amc-tf-parent-watchdog", daemon=True).start()
 
 
-def _worker_main(conn, parent_pid: int, fn, args) -> None:
+def _worker_main(conn, parent_pid: int, task) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    try:
+        fn, args = task.recv()
+    except BaseException:  # the parent stopped while sending the task: it is gone or cancelling us
+        os._exit(1)
+    finally:
+        task.close()
     try:
         result = ("ok", fn(*args))
     except BaseException as exc:  # report it to the parent, which decides
@@ -68,7 +74,10 @@ class Worker:
 
         ctx = multiprocessing.get_context("spawn")  # not fork: the parent may hold TensorFlow's threads
         self._conn, child_conn = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid(), fn, args), name=name,
+        task_r, task_w = ctx.Pipe(duplex=False)
+        # the task (megabytes of weights) goes through its own pipe once SIGINT is ours again: the
+        # spawn itself then writes a few bytes, so the window in which SIGINT is ignored is short
+        self._proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid(), task_r), name=name,
                                  daemon=True)
         old = _ignore_sigint()
         try:
@@ -76,6 +85,14 @@ class Worker:
         finally:
             _restore_sigint(old)
             child_conn.close()
+            task_r.close()
+        try:
+            task_w.send((fn, args))
+        except BaseException:  # a Ctrl-C while sending: stop the worker before it can say anything
+            self.cancel()
+            raise
+        finally:
+            task_w.close()
 
     @property
     def pid(self) -> int | None:
