@@ -116,6 +116,16 @@ def plan_points(plan: dict, tiny: bool = False) -> list[tuple[str, str, int, int
     return pts
 
 
+def point_label(key: str, kind: str, res: int, cin: int, cout: int) -> str:
+    """A grid point as the progress bar names it: `pointwise 56x56 64->128 ch`, `depthwise s1
+    56x56 14 ch` (one axis), `empty model (timer overhead)`."""
+    if key == "null":
+        return "empty model (timer overhead)"
+    what = kind.replace("_", " ")
+    channels = f"{cin}->{cout} ch" if cout else f"{cin} ch"
+    return f"{what} {res}x{res} {channels}" + (" (alignment probe)" if key.startswith("align:") else "")
+
+
 def calibration_specs(families: list[str], input_size: int) -> list[NetSpec]:
     """Random prunings (each layer 35-100 % of the standard width) with fixed seeds."""
     out = []
@@ -151,7 +161,12 @@ class _Partial:
         self.path, self.header = path, header
         self.points: dict[str, float] = {}
         self.calibration: dict[str, dict] = {}
-        self._saved = time.monotonic()
+        self._saved = self._started = time.monotonic()
+        self.elapsed_before = 0.0  # build time spent by the runs this one resumes
+
+    def elapsed(self) -> float:
+        """The whole build's time so far, interrupted runs included."""
+        return self.elapsed_before + time.monotonic() - self._started
 
     def load(self, force: bool) -> int:
         if not self.path.exists():
@@ -174,6 +189,7 @@ class _Partial:
         self.points = {k: float(v) for k, v in old["points"].items()}
         self.calibration = {k: {"spec": v["spec"], "rounds_us": [float(x) for x in v["rounds_us"]]}
                             for k, v in old.get("calibration", {}).items()}
+        self.elapsed_before = float(old["elapsed_s"]) if _is_time(old.get("elapsed_s")) else 0.0
         return len(self.points)
 
     def measured(self) -> int:
@@ -184,7 +200,8 @@ class _Partial:
         if time.monotonic() - self._saved < every_s:
             return
         atomic_write(self.path, json.dumps({"format": FORMAT + "-partial", "header": self.header,
-                                            "points": self.points, "calibration": self.calibration}))
+                                            "points": self.points, "calibration": self.calibration,
+                                            "elapsed_s": round(self.elapsed(), 1)}))
         self._saved = time.monotonic()
 
 
@@ -240,7 +257,6 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
         note(f"resuming from {partial.path} ({resumed} points measured before)")
     total = len(points) + CAL_ROUNDS * len(cal_specs)
     say = progress or (lambda *_a: None)
-    t_start = time.monotonic()
     import shutil
 
     from amc_tf.converters.staging import make_staging_dir, remove_stale
@@ -252,6 +268,7 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
         raise AmcError(f"cannot write in {out.parent or '.'}: {exc.strerror or exc}") from None
     try:
         try:
+            say(partial.measured(), total, "starting TensorFlow and the timer")  # the bar from the start
             from amc_tf.benchmarks.latency_timers import layer_tflite, network_tflite
 
             done = 0
@@ -261,7 +278,8 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
                     path.write_bytes(layer_tflite(kind, res, cin, cout))
                     partial.points[key] = round(timer.time_model(path), 3)
                     partial.save(save_every_s)
-                    say(done + 1, total, key)  # resumed points are not reported: the ETA counts measured ones
+                    # resumed points are not reported: the ETA counts measured ones
+                    say(done + 1, total, point_label(key, kind, res, cin, cout))
                 done += 1
             for rnd in range(CAL_ROUNDS):  # round-robin, so a burst of load spoils one round, not a model
                 for i, spec in enumerate(cal_specs):
@@ -281,7 +299,7 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     lut = assemble(partial.points, partial.calibration, plan, fingerprint, input_size, families)
-    lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
+    lut.meta.update({"build_s": round(partial.elapsed(), 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     lut.save(out)
     partial.path.unlink(missing_ok=True)

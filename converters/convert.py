@@ -227,9 +227,12 @@ def convert(checkpoint: str | os.PathLike, outdir: str | os.PathLike, options: C
 
 def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions,
             timings: dict, progress: Progress) -> dict:
+    t = time.perf_counter()
+    progress("starting TensorFlow")  # its import takes seconds (8-27 s on a busy machine): say so
     from amc_tf.converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
     from amc_tf.converters.tf_builder import build
 
+    timings["tf_import"] = time.perf_counter() - t
     t = time.perf_counter()
     progress("building the TF graph")
     model = build(network)

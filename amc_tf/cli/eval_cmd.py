@@ -88,10 +88,16 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
     from amc_tf.core.data import open_dataset
     from amc_tf.services.evaluate import evaluate, needs_tensorflow, open_model
 
+    from amc_tf.services.evaluate import model_kind
+
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"amc-tf: {msg}", err=True))
     logits_path = _check_logits_path(save_logits, force) if save_logits else None
     dataset = open_dataset(data_dir, ground_truth)
     if needs_tensorflow(model, backend, mode, dataset):
+        say("starting TensorFlow")  # its import takes seconds
         _set_tf_threads(threads)
+    runtime = {"torch": "starting PyTorch", "tf": "SavedModel", "tflite": "LiteRT"}[model_kind(model, backend)]
+    say(f"loading {model} ({runtime})")
     backend_model = open_model(model, backend, threads=threads, input_size=input_size)
     show = _progress_line(not quiet)
     last = []
@@ -162,7 +168,7 @@ def _write_logits(path, logits) -> None:
 
 
 def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_size: int | None,
-                     missing: str | None = None):
+                     missing: str | None = None, say=lambda msg: None):
     """{name: Backend} for everything an OUTDIR holds (+ PyTorch when the checkpoint is known;
     `missing` says why it is not)."""
     import os
@@ -174,9 +180,11 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
     out = read_outdir(outdir)
     backends, not_compared = {}, {}
     if checkpoint and torch_reference.torch_available():
+        say(f"starting PyTorch with {checkpoint}")  # importing torch takes seconds
         backends["torch"] = open_model(checkpoint, "torch", threads=threads, input_size=input_size)
     else:
         not_compared["torch"] = "torch is not installed" if checkpoint else missing
+    say(f"loading {out.saved_model} and {out.tflite_fp32.name}")
     backends["tf"] = open_model(os.fspath(out.saved_model), "tf", threads=threads)
     backends["tflite"] = open_model(os.fspath(out.tflite_fp32), "tflite", threads=threads)  # fp32 even when quantized
     wp = os.path.join(outdir, "with_preprocessing")
@@ -220,6 +228,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
 
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"amc-tf: {msg}", err=True))
     dataset = open_dataset(images) if images else None
+    say("starting TensorFlow")  # its import takes seconds
     _set_tf_threads(threads)
     with tempfile.TemporaryDirectory(prefix="amc-tf-parity-") as tmp:
         missing, skipped = None, []
@@ -234,7 +243,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
             outdir, checkpoint = os.path.join(tmp, "out"), target
             convert(target, outdir, ConvertOptions(input_size=input_size, verify=False,
                                                    exports=("with_preprocessing",)), progress=say)
-        backends, not_compared = _parity_backends(outdir, checkpoint, threads, input_size, missing)
+        backends, not_compared = _parity_backends(outdir, checkpoint, threads, input_size, missing, say)
         notes = [f"PyTorch not compared: {why}" for why in not_compared.values()]
         prep = preprocessing_for(backends["tf"])
         if dataset is not None:

@@ -30,8 +30,8 @@ class _Bar:
     def __call__(self, done: int, total: int, label: str) -> None:
         if self.quiet:
             return
-        if self.first_done is None:  # resumed points cost nothing: time the rest only
-            self.first_done, self.t0 = done - 1, time.monotonic()
+        if self.first_done is None:  # the first call, before any point: resumed points cost nothing
+            self.first_done, self.t0 = done, time.monotonic()
         elapsed = time.monotonic() - self.t0
         fresh = done - self.first_done
         eta = "" if fresh < 3 else f", ~{_mmss(elapsed / fresh * (total - done))} left"
