@@ -28,11 +28,12 @@ def _interrupt_after(delay: float, cwd, *args):
     return proc.returncode, out, err
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 1.5, 2.5, 5.0])
+@pytest.mark.parametrize("delay", [0.3, 0.35, 0.4, 0.5, 0.6, 1.0, 1.5, 2.5, 5.0])
 def test_convert_q_interrupted_early_prints_one_line(tmp_path, delay):
     code, out, err = _interrupt_after(delay, tmp_path, "convert", DIGITS, "-o", "out", "--input-size", "64", "-q")
-    if code == 0:  # finished before the signal (a fast machine): nothing to check at this moment
+    if code == 0 and delay >= 2.5:  # a fast machine converts the digits model in a few seconds
         pytest.skip(f"convert finished within {delay}s")
+    # below that a 0 would be a lost Ctrl-C (the reference worker's spawn once ignored SIGINT)
     assert (code, out, err) == (130, "", LINE)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

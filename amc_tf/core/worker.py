@@ -79,11 +79,9 @@ class Worker:
         # spawn itself then writes a few bytes, so the window in which SIGINT is ignored is short
         self._proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid(), task_r), name=name,
                                  daemon=True)
-        old = _ignore_sigint()
         try:
-            self._proc.start()
+            _spawn(self._proc)
         finally:
-            _restore_sigint(old)
             child_conn.close()
             task_r.close()
         try:
@@ -121,6 +119,36 @@ class Worker:
             self._proc.kill()
             self._proc.join(5)
         self._conn.close()
+
+
+def _spawn(proc) -> None:
+    """Start the worker so that a Ctrl-C to the terminal's process group during its start-up
+    (before `_worker_main` ignores SIGINT) cannot print a traceback. Quiet (the CLI's default):
+    the child starts with stderr on /dev/null (its libraries' chatter is noise too; its errors
+    come back through the pipe), and the parent's SIGINT handler stays in place, so no Ctrl-C
+    is lost. Verbose (`amc-tf -v`): the child keeps stderr and starts with SIGINT ignored, for
+    the milliseconds of the spawn the parent's too."""
+    from amc_tf.core import quiet
+
+    if not quiet.active():
+        old = _ignore_sigint()
+        try:
+            proc.start()
+        finally:
+            _restore_sigint(old)
+        return
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError, OSError):
+        pass
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        proc.start()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _ignore_sigint():
