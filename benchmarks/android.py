@@ -29,7 +29,7 @@ from typing import Callable
 from amc_tf.core.errors import AmcError, DeviceError
 from amc_tf.core.fileutil import sha256_file
 from amc_tf.benchmarks.adb_devices import select_serials, serial_tag, state_problem  # noqa: F401 (re-exported)
-from amc_tf.benchmarks.device_info import INFO_SCRIPT, parse_info
+from amc_tf.benchmarks.device_info import INFO_SCRIPT, check_device_taskset, parse_info
 from amc_tf.benchmarks.logparse import parse_text
 from amc_tf.benchmarks.protocol import Protocol
 from amc_tf.benchmarks.runlog import (BenchRecord, RunRecord, atomic_write, claim_logdir, log_path, run_status,
@@ -346,6 +346,7 @@ def bench_android(models: list[tuple[str, Path]], protocol: Protocol, logdir: Pa
                            f"{REMOTE_DIR}/{binary.name} on the device; rename the binary or pass --name")
     client = Adb(resolve_adb(adb))
     chosen = select_serials(client, serials)
+    check_device_taskset(client, chosen, protocol.taskset)  # before any run: a mask the device lacks fails them all
     multi = len(chosen) > 1
     per_device = {s: [((f"{n}@{serial_tag(s)}" if multi else n), n, p) for n, p in models] for s in chosen}
     log_names = [ln for s in chosen for ln, _, _ in per_device[s]]

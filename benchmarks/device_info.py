@@ -36,3 +36,14 @@ def parse_info(text: str) -> dict:
             v = int(val)
             info["thermal_c"][key[len("thermal."):]] = v / 1000.0 if abs(v) >= 1000 else float(v)
     return info
+
+
+def check_device_taskset(client, serials: list[str], mask: str | None) -> None:
+    """Before any run: refuse a --taskset mask that selects none of a device's CPUs
+    (/sys/devices/system/cpu/present; cores a phone has switched off still count). A device
+    that does not say is not refused."""
+    from amc_tf.benchmarks.protocol import check_taskset, cpu_list
+
+    for serial in serials if mask else []:
+        rc, out, _ = client.shell(serial, "cat /sys/devices/system/cpu/present 2>/dev/null", timeout=30)
+        check_taskset(mask, cpu_list(out) if rc == 0 else [], f"device {serial} has")

@@ -125,6 +125,16 @@ def plan_points(plan: dict, tiny: bool = False) -> list[tuple[str, str, int, int
     return pts
 
 
+def point_label(key: str, kind: str, res: int, cin: int, cout: int) -> str:
+    """A grid point as the progress bar names it: `pointwise 56x56 64->128 ch`, `depthwise s1
+    56x56 14 ch` (one axis), `empty model (timer overhead)`."""
+    if key == "null":
+        return "empty model (timer overhead)"
+    what = kind.replace("_", " ")
+    channels = f"{cin}->{cout} ch" if cout else f"{cin} ch"
+    return f"{what} {res}x{res} {channels}" + (" (alignment probe)" if key.startswith("align:") else "")
+
+
 def calibration_specs(families: list[str], input_size: int) -> list[NetSpec]:
     """Random prunings (each layer 35-100 % of the standard width) with fixed seeds."""
     out = []
@@ -162,7 +172,12 @@ class _Partial:
         self.calibration: dict[str, dict] = {}
         self.probes: dict[str, float] = {}  # "start", "round0".. "roundN", "end": the probe's figures
         self.conditions: dict[str, dict] = {}
-        self._saved = time.monotonic()
+        self._saved = self._started = time.monotonic()
+        self.elapsed_before = 0.0  # build time spent by the runs this one resumes
+
+    def elapsed(self) -> float:
+        """The whole build's time so far, interrupted runs included."""
+        return self.elapsed_before + time.monotonic() - self._started
 
     def load(self, force: bool) -> int:
         if not self.path.exists():
@@ -191,6 +206,7 @@ class _Partial:
                             for k, v in old.get("calibration", {}).items()}
         self.probes = {k: float(v) for k, v in old.get("probes", {}).items()}
         self.conditions = dict(old.get("conditions", {}))
+        self.elapsed_before = float(old["elapsed_s"]) if _is_time(old.get("elapsed_s")) else 0.0
         return len(self.points)
 
     def measured(self) -> int:
@@ -202,7 +218,8 @@ class _Partial:
             return
         atomic_write(self.path, json.dumps({"format": FORMAT + "-partial", "header": self.header,
                                             "points": self.points, "calibration": self.calibration,
-                                            "probes": self.probes, "conditions": self.conditions}))
+                                            "probes": self.probes, "conditions": self.conditions,
+                                            "elapsed_s": round(self.elapsed(), 1)}))
         self._saved = time.monotonic()
 
 
@@ -303,7 +320,6 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
             partial.save(0.0)
     partial.conditions.setdefault("start", conditions())
     say = progress or (lambda *_a: None)
-    t_start = time.monotonic()
     import shutil
 
     from amc_tf.converters.staging import make_staging_dir, remove_stale
@@ -315,6 +331,7 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
         raise AmcError(f"cannot write in {out.parent or '.'}: {exc.strerror or exc}") from None
     try:
         try:
+            say(partial.measured(), total, "starting TensorFlow and the timer")  # the bar from the start
             from amc_tf.benchmarks.latency_timers import layer_tflite, network_tflite
 
             done = 0
@@ -325,7 +342,8 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
                     path.write_bytes(layer_tflite(kind, res, cin, cout, precision=precision))
                     partial.points[key] = round(timer.time_model(path), 3)
                     partial.save(save_every_s)
-                    say(done + 1, total, key)  # resumed points are not reported: the ETA counts measured ones
+                    # resumed points are not reported: the ETA counts measured ones
+                    say(done + 1, total, point_label(key, kind, res, cin, cout))
                 done += 1
             for rnd in range(CAL_ROUNDS if cal_specs else 0):  # round-robin: a burst of load spoils a round
                 for i, spec in enumerate(cal_specs):  # convert first, so the probe is next to the timings
@@ -356,7 +374,7 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
     lut.conditions = dict(partial.conditions)
     if probe:
         lut.conditions["probe_runs_us"] = dict(partial.probes)
-    lut.meta.update({"build_s": round(time.monotonic() - t_start, 1), "resumed_points": resumed,
+    lut.meta.update({"build_s": round(partial.elapsed(), 1), "resumed_points": resumed,
                      "points": len(points), "tiny": tiny, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     try:
         lut.save(out, overwrite=force)

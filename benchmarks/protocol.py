@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from amc_tf.core.errors import AmcError
+
 DELEGATES = ("xnnpack", "none", "gpu", "nnapi")
 LOCAL_DELEGATES = ("xnnpack", "none")
 
@@ -115,3 +117,31 @@ def taskset_cpus(mask: str) -> list[int]:
     """CPU indices selected by a hex affinity mask (`f0` -> [4, 5, 6, 7])."""
     value = int(mask, 16)
     return [i for i in range(value.bit_length()) if value >> i & 1]
+
+
+def cpu_list(text: str) -> list[int]:
+    """A kernel CPU list (`0-3,6`, as /sys/devices/system/cpu/present holds) as indices; [] when unreadable."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return []
+        cpus += range(int(lo), int(hi or lo) + 1)
+    return cpus
+
+
+def _span(cpus) -> str:
+    cpus = sorted(cpus)
+    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 2 and cpus == list(range(cpus[0], cpus[-1] + 1)) else \
+        ",".join(map(str, cpus))
+
+
+def check_taskset(mask: str | None, available, where: str) -> None:
+    """Refuse, before any run, a --taskset mask that selects none of the CPUs `where` can use
+    (the runs would all fail). `available`: those CPUs' indices; empty when unknown (no check)."""
+    if not mask or not available:
+        return
+    wanted = taskset_cpus(mask)
+    if not set(wanted) & set(available):
+        raise AmcError(f"--taskset {mask} selects CPU{'s' * (len(wanted) > 1)} {_span(wanted)}, but {where} "
+                       f"CPU{'s' * (len(list(available)) > 1)} {_span(available)} only; nothing was run")

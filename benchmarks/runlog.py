@@ -19,7 +19,6 @@ from pathlib import Path
 from amc_tf.core.errors import AmcError, OutputExistsError
 
 RUN_FILE = re.compile(r"^(?P<name>.+)_run(?P<k>\d+)\.txt$")
-_NAME_OK = re.compile(r"^[A-Za-z0-9_@+][A-Za-z0-9._@+-]*$")
 
 
 @dataclass
@@ -84,13 +83,47 @@ def run_status(parsed, code: int | None, output: str) -> tuple[str, str | None]:
     return status, error
 
 
+NAME_PUNCTUATION = "._@+-"
+MAX_NAME_BYTES = 120  # leaves room for _run<k>.txt and .bench.json within a file name's 255 bytes
+
+
+def _name_ok(name: str) -> bool:
+    return (bool(name) and all(ch.isalnum() or ch in NAME_PUNCTUATION for ch in name) and name[0] not in ".-"
+            and not RUN_FILE.match(name + ".txt") and len(name.encode("utf-8")) <= MAX_NAME_BYTES)
+
+
 def check_name(name: str) -> str:
-    if not _NAME_OK.match(name) or RUN_FILE.match(name + ".txt"):
+    """A --name the user gave: refused, naming --name, when it cannot be a log file name."""
+    if not _name_ok(name):
         raise AmcError(
-            f"--name {name!r} is not usable in a log file name (non-empty; letters, digits, . _ - + @ only, "
-            "not starting with '.' or '-', and it must not itself end in _run<k>)"
+            f"--name {name!r} is not usable in a log file name (non-empty; letters of any script, digits, "
+            f". _ - + @ only, not starting with '.' or '-', at most {MAX_NAME_BYTES} bytes, and it must not "
+            "itself end in _run<k>)"
         )
     return name
+
+
+def safe_name(raw: str) -> str:
+    """A log name derived from any folder or file name (spaces, slashes, any script): letters
+    and digits of any script and . _ @ + - are kept, every other run of characters becomes
+    one '_'; a leading '.' or '-' is dropped, a trailing _run<k> gets a '_', and a name
+    longer than MAX_NAME_BYTES is cut. Never fails: 'model' when nothing is left."""
+    import unicodedata
+
+    out, gap = [], False
+    for ch in unicodedata.normalize("NFC", raw):
+        if ch.isalnum() or ch in NAME_PUNCTUATION:
+            out.append(ch)
+            gap = False
+        elif not gap:
+            out.append("_")
+            gap = True
+    name = "".join(out).lstrip(".-")
+    while len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        name = name[:-1]
+    if RUN_FILE.match(name + ".txt"):
+        name += "_"
+    return name if _name_ok(name) else "model"
 
 
 def log_path(logdir: Path, name: str, k: int) -> Path:
@@ -294,5 +327,15 @@ def check_model(path: str | Path) -> Path:
     except OSError as exc:
         raise AmcError(f"cannot read model {p}: {exc.strerror}") from None
     if len(head) < 8 or head[4:8] != b"TFL3":
-        raise AmcError(f"not a TFLite model (no TFL3 flatbuffer identifier): {p}")
+        raise AmcError(f"not a TFLite model (no TFL3 flatbuffer identifier): {p}{_convert_hint(p, head)}")
     return p
+
+
+def _convert_hint(p: Path, head: bytes) -> str:
+    """A checkpoint or ONNX model given to bench: say how to get a .tflite from it."""
+    name = p.name.lower()
+    checkpoint = name.endswith((".pth", ".pth.tar", ".pt", ".tar", ".ckpt")) or head[:2] == b"PK" or head[:2] == b"\x80\x02"
+    if checkpoint or name.endswith(".onnx"):
+        kind = "an ONNX model" if name.endswith(".onnx") else "a PyTorch checkpoint"
+        return f"; it looks like {kind}: convert it first (amc-tf convert {p} -o OUTDIR), then bench OUTDIR"
+    return ""

@@ -224,7 +224,9 @@ def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: Conv
         timings["import_tensorflow"] = time.perf_counter() - t
         report = _export(network, reference, tmp, options, timings, progress)
         t = time.perf_counter()
-        report["source"].update({"sha256": sha256_file(checkpoint), "bytes": os.path.getsize(checkpoint)})
+        # the resolved path: parity and diff find the checkpoint from any folder (its sha256 proves it unchanged)
+        report["source"].update({"file": os.path.realpath(checkpoint), "sha256": sha256_file(checkpoint),
+                                 "bytes": os.path.getsize(checkpoint)})
         if options.profile:
             report["network"]["profile"] = options.profile
         timings["write"] = time.perf_counter() - t
@@ -249,9 +251,12 @@ def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: Conv
 
 def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions,
             timings: dict, progress: Progress) -> dict:
+    t = time.perf_counter()
+    progress("starting TensorFlow")  # its import takes seconds (8-27 s on a busy machine): say so
     from amc_tf.converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
     from amc_tf.converters.tf_builder import build
 
+    timings["tf_import"] = time.perf_counter() - t
     t = time.perf_counter()
     progress("building the TF graph")
     model = build(network)

@@ -33,15 +33,15 @@ def check_options(options) -> QuantizeRequest:
         raise QuantizeError(f"--int8-recipe is only for --quantize int8 ({request.mode} has no recipe)")
     if request.mode == "int8":
         if options.calibration is None:
-            raise QuantizeError("--quantize int8 needs --calibration DIR: real images, preprocessed as evaluation "
-                                "does, set the activation ranges (--calibration synthetic quantizes without them, "
+            raise QuantizeError("--quantize int8 needs --images DIR: real images, preprocessed as evaluation "
+                                "does, set the activation ranges (--images synthetic quantizes without them, "
                                 "with a warning: accuracy may collapse)")
         if options.calibration_size < 1:
             raise QuantizeError(f"--calibration-size must be >= 1, got {options.calibration_size}")
         if options.calibration != calibration.SYNTHETIC:
             calibration.check_size(options.calibration, options.calibration_size)
     elif options.calibration is not None:
-        raise QuantizeError(f"--calibration is only for --quantize int8 ({request.mode} takes no calibration)")
+        raise QuantizeError(f"--images is only for --quantize int8 ({request.mode} takes no calibration)")
     return request
 
 
@@ -54,16 +54,19 @@ def _calibrate(spec, options, prep: Preprocessing, progress) -> tuple[np.ndarray
     progress(f"reading calibration images from {options.calibration}")
     split = calibration.split(options.calibration, options.calibration_size)
     cal_set = split.subset(split.calibration)
-    images, loaded = calibration.load(cal_set, prep)
-    unreadable = [f for i, f in enumerate(cal_set.files) if i not in set(loaded.tolist())]
+    skipped: list[dict] = list(split.dataset.skipped)  # every unreadable file, named ({"file", "error"})
+    failed: list[dict] = []
+    images, loaded = calibration.load(cal_set, prep, failed)
+    unreadable = [item["file"] for item in failed]
+    skipped += failed
     section = {"source": os.path.abspath(options.calibration), "layout": split.dataset.layout,
                "requested": options.calibration_size, "images": len(images),
                "unreadable": len(unreadable), "unreadable_files": unreadable, "seed": calibration.SEED,
-               "manifest": calibration.MANIFEST}
+               "manifest": calibration.MANIFEST, "skipped_files": skipped}
     held = None
     if split.held_out:
         held_set = split.subset(split.held_out)
-        held_images, kept = calibration.load(held_set, prep)
+        held_images, kept = calibration.load(held_set, prep, skipped)
         labels = None
         try:
             labels_all, _ = held_set.model_labels(spec.num_classes) if held_set.classes else (None, 0)

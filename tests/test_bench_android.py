@@ -135,6 +135,7 @@ def test_delegate_flags(fake_adb, bench, model, tmp_path, delegate, flag):
 
 
 def test_taskset_and_cleanup(fake_adb, bench, model, tmp_path):
+    fake_adb.devices(S1={"state": "device", "cpus": 8})  # f0: the big cores of an 8-core phone
     res = bench(model, tmp_path / "logs", "--taskset", "f0", "--cleanup")
     assert res.exit_code == 0, res.output
     assert (fake_adb.device_root("S1") / ".taskset").read_text().split() == ["f0", "f0", "f0"]

@@ -110,9 +110,9 @@ def test_convert_quantized_writes_both_models_and_reports_vs_fp32(tmp_path_facto
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--quantize", "int8"), "--quantize int8 needs --calibration DIR"),
+    (("--quantize", "int8"), "--quantize int8 needs --images DIR"),
     (("--quantize", "fp16", "--io", "uint8"), "--io uint8 needs --quantize int8"),
-    (("--quantize", "dynamic", "--calibration", "synthetic"), "--calibration is only for --quantize int8"),
+    (("--quantize", "dynamic", "--calibration", "synthetic"), "--images is only for --quantize int8"),
     (("--quantize", "fp16", "--int8-recipe", "tf"), "--int8-recipe is only for --quantize int8"),
     (("--quantize", "int8", "--calibration", "no/such/dir"), "no/such/dir: no such directory"),
     (("--quantize", "int8", "--calibration", "{images}", "--calibration-size", 500),

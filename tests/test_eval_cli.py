@@ -40,7 +40,7 @@ def test_digits_top1_identical_across_torch_tf_tflite(digits, tmp_path):
     folder, out = digits
     runs = {
         "torch": eval_json(DIGITS_CKPT, "--data", folder, "--input-size", 64, "--save-logits", tmp_path / "torch.npy"),
-        "tf": eval_json(out, "--data", folder, "--save-logits", tmp_path / "tf.npy"),
+        "tf": eval_json(out, "--backend", "tf", "--data", folder, "--save-logits", tmp_path / "tf.npy"),
         "tflite": eval_json(out / "model.tflite", "--data", folder, "--save-logits", tmp_path / "tflite.npy"),
     }
     for name, r in runs.items():

@@ -232,7 +232,7 @@ def test_images_as_inputs(converted, tmp_path):
     result = run_cli("diff", converted["odd-v1"]["fp32"], "--images", tmp_path, "--limit", "2", "--json", "-q")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["inputs"] == {"count": 2, "source": str(tmp_path)}
+    assert data["inputs"] == {"count": 2, "source": str(tmp_path), "skipped": 0, "skipped_files": []}
     assert data["passed"] is True
 
 

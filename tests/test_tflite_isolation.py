@@ -231,7 +231,7 @@ def test_crash_variants_are_model_errors_in_this_process(make, outcome):
 
 
 def test_a_service_that_exits_is_named_with_its_last_stderr_line():
-    from amc_tf.core.worker import Service, ServiceDied
+    from amc_tf.core.service import Service, ServiceDied
 
     with Service("amc_tf.core.no_such_module", timeout=60, capture_stderr=True) as service:
         with pytest.raises(ServiceDied, match=r"^exited \(exit code 1: ModuleNotFoundError: No module named "

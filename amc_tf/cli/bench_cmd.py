@@ -56,15 +56,25 @@ def default_name(model: str) -> str:
 
 
 def _names(models: tuple[str, ...], name: str | None) -> list[str]:
-    from amc_tf.benchmarks.runlog import check_name
+    """The log names: --name as given (checked, and blamed when unusable), else one derived from
+    each model's folder or file name, made safe for a file name and unique (-2, -3 ...) as
+    compare does."""
+    from amc_tf.benchmarks.runlog import check_name, safe_name
 
-    if name is not None and len(models) != 1:
-        raise AmcError("--name needs exactly one MODEL (the default name is each model's file stem)")
-    names = [name] if name is not None else [default_name(m) for m in models]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise AmcError(f"two models would share the log name {dup[0]!r}; benchmark them separately with --name")
-    return [check_name(n) for n in names]
+    if name is not None:
+        if len(models) != 1:
+            raise AmcError("--name needs exactly one MODEL (without it, each model's log name is derived from "
+                           "its folder or file name)")
+        return [check_name(name)]
+    names: list[str] = []
+    for model in models:
+        base = cand = safe_name(default_name(model))
+        k = 1
+        while cand in names:
+            k += 1
+            cand = f"{base}-{k}"
+        names.append(cand)
+    return names
 
 
 def _fresh_logdir(root: Path) -> Path:
@@ -92,7 +102,7 @@ def _fresh_logdir(root: Path) -> Path:
 @click.option("--warmup", type=int, default=100, show_default=True, help="warm-up invocations per run (exact)")
 @click.option("--runs", type=int, default=200, show_default=True, help="timed invocations per run (exact)")
 @click.option("--repeats", type=int, default=3, show_default=True, help="runs; each a fresh interpreter / process")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="inference threads per run")
 @click.option("--taskset", default=None, metavar="MASK", help="pin to the CPUs of a hex mask, e.g. f0 (big cores)")
 @click.option("--delegate", type=click.Choice(["xnnpack", "none", "gpu", "nnapi"]), default="xnnpack",
               show_default=True, help="gpu and nnapi only with --target adb")
@@ -101,7 +111,9 @@ def _fresh_logdir(root: Path) -> Path:
 @click.option("--run-timeout", type=FiniteFloat(low=0, low_open=True), default=None, metavar="SECONDS",
               help="stop a run after this long and report it timed out (exit 3) [default: 120 s + 2 s per "
                    "warm-up or timed invocation]")
-@click.option("--name", default=None, help="log name (default: the model's file stem)")
+@click.option("--name", default=None,
+              help="log name, for one MODEL (default: derived from the model: an OUTDIR's folder name, a .tflite's "
+                   "file stem)")
 @click.option("--baseline", default=None, help="add each model's latency ratio to this model (by name)")
 @click.option("--cleanup", is_flag=True, help="adb: remove the pushed binary and models afterwards")
 @click.option("--force", is_flag=True, help="replace existing logs of the same name")
@@ -139,6 +151,10 @@ def bench(models, target, serials, benchmark_binary, adb_path, warmup, runs, rep
 
     if target == "local":
         from amc_tf.benchmarks.local import bench_local, check_binary
+        from amc_tf.benchmarks.protocol import check_taskset
+
+        if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use (a container's cpuset, taskset ...)
+            check_taskset(protocol.taskset, sorted(os.sched_getaffinity(0)), "this machine lets amc-tf use")
 
         binary = check_binary(benchmark_binary) if benchmark_binary else None
         with claim_logdir(logdir, names, force, staged=True):  # old logs replaced only once the runs are done
@@ -232,9 +248,9 @@ def _describe(r) -> str:
 
 @logs.command("summarize")
 @click.argument("logdir", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--csv", "as_csv", is_flag=True)
-@click.option("--markdown", "as_md", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option("--csv", "as_csv", is_flag=True, help="print the summary as CSV")
+@click.option("--markdown", "as_md", is_flag=True, help="print the summary as a Markdown table")
 @click.option("--baseline", default=None, help="add each model's latency ratio to this model")
 def summarize(logdir, as_json, as_csv, as_md, baseline):
     """Group LOGDIR/<model>_run<k>.txt by model: per-run averages, mean across runs (the

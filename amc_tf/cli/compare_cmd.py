@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.output import echo, echo_block, emit_json
+from amc_tf.cli.output import echo, echo_block, emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 from amc_tf.core.textsafe import safe
 
@@ -38,8 +38,9 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
     for r in rows:
         for warning in r["warnings"]:
             lines.append(f"WARNING: {r['name']}: {warning}")
-    lines.append(f"{images['measured']} images from {safe(images['root'])}"
-                 + (f" ({images['excluded_calibration']} left out: calibration images)" if images["excluded_calibration"] else ""))
+    notes = ([f"{images['excluded_calibration']} left out: calibration images"] if images["excluded_calibration"] else []) \
+        + ([f"{images['skipped']} unreadable, skipped"] if images["skipped"] else [])
+    lines.append(f"{images['measured']} images from {safe(images['root'])}" + (f" ({'; '.join(notes)})" if notes else ""))
     if protocol:
         lines.append(f"latency: local target, {protocol['threads']} thread(s), {protocol['warmup']} warm-up + "
                      f"{protocol['runs']} timed invocations x {protocol['repeats']} runs, mean of the runs' averages")
@@ -54,7 +55,7 @@ def _table(rows: list[dict], images: dict, protocol: dict | None) -> str:
 @click.option("--warmup", type=int, default=100, show_default=True, help="Warm-up invocations per run (exact).")
 @click.option("--runs", type=int, default=200, show_default=True, help="Timed invocations per run (exact).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs; each a fresh interpreter.")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="Inference threads (latency and agreement).")
 @click.option("--no-latency", is_flag=True, help="Skip the latency measurement.")
 @click.option("--logdir", type=click.Path(file_okay=False, path_type=str),
               help="Keep the benchmark logs here (default: a temporary directory, removed).")
@@ -102,7 +103,9 @@ def compare(outdirs, images_dir, limit, warmup, runs, repeats, threads, no_laten
                 row.update(extra)
         for row in rows:
             row["latency_ratio"] = row["latency_ms"] / rows[0]["latency_ms"]
-    info = {"root": images_dir, "measured": len(images.dataset.files), "excluded_calibration": images.excluded}
+    say_skipped(images.skipped)
+    info = {"root": images_dir, "measured": images.measured, "excluded_calibration": images.excluded,
+            "skipped": len(images.skipped), "skipped_files": images.skipped}
     if as_json:
         emit_json({"images": info, "protocol": protocol.as_dict() if protocol else None,
                    "target": "local" if protocol else None, "logdir": logdir, "rows": rows})

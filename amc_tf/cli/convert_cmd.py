@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.options import BN_EPS
-from amc_tf.cli.output import echo, emit_json
+from amc_tf.cli.options import BN_EPS, Aliased
+from amc_tf.cli.output import echo, emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 from amc_tf.core.profiles import PROFILE_NAMES
 
@@ -18,9 +18,28 @@ def _progress(quiet: bool):
     return report
 
 
+def _outdir_source(ctx, outdir: str, options: dict) -> str:
+    """`convert OUTDIR`: the checkpoint it was converted from (recorded, unchanged), with the
+    network settings it recorded for every option not given."""
+    from amc_tf.core.outdir import is_outdir, read_outdir
+
+    if not is_outdir(outdir):
+        raise AmcError(f"{outdir} is a directory but not a conversion OUTDIR (no report.json); give a PyTorch "
+                       "checkpoint, an ONNX file or a conversion OUTDIR")
+    out = read_outdir(outdir)
+    checkpoint, why = out.source_checkpoint()
+    if checkpoint is None:
+        raise AmcError(f"{outdir}: cannot convert again: {why}; give the checkpoint itself")
+    spec = out.spec
+    for name, value in (("activation", spec.activation), ("bn_eps", spec.bn_eps), ("input_size", spec.input_size)):
+        if ctx.get_parameter_source(name) in (None, click.core.ParameterSource.DEFAULT):
+            options[name] = value
+    return checkpoint
+
+
 @click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-o", "--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=str),
+@click.argument("checkpoint", metavar="CHECKPOINT_OR_OUTDIR", type=click.Path(path_type=str))
+@click.option("-o", "--output", "outdir", cls=Aliased, aliases=("--out",), required=True, type=click.Path(file_okay=False, path_type=str),
               help="Output directory (model.tflite, saved_model/, slim/, report.json).")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), help="Assert the checkpoint has this AMC profile's channels.")
 @click.option("--activation", type=click.Choice(["relu", "relu6"]),
@@ -42,13 +61,14 @@ def _progress(quiet: bool):
                    "TFLite taking uint8 [1,S,S,3], normalising inside.")
 @click.option("--quantize", type=click.Choice(["fp16", "dynamic", "int8"]),
               help="Write model.tflite quantized (fp32 kept as model_fp32.tflite) and measure it against fp32.")
-@click.option("--calibration", metavar="DIR|synthetic",
+@click.option("--images", "calibration", cls=Aliased, aliases=("--calibration",), metavar="DIR|synthetic",
               help="int8: images to calibrate on, preprocessed as evaluation does ('synthetic': random pixels, warned).")
 @click.option("--calibration-size", type=click.IntRange(1), default=200, show_default=True,
               help="int8: calibration images; the rest of DIR (up to 200) measure the result.")
 @click.option("--int8-recipe", type=click.Choice(["accurate", "tf"]),
-              help="int8: 'accurate' (default): activation ranges by least error, depthwise rounding and bias "
-                   "correction on the calibration images; 'tf': TF's converter's own min/max calibration.")
+              help="int8: 'accurate' (default): activation ranges from the 0.01th..99.99th percentiles, weights "
+                   "rounded to nearest, and bias correction, on the calibration images; 'tf': TF's converter's own "
+                   "min/max calibration.")
 @click.option("--io", "io_type", type=click.Choice(["float32", "uint8", "int8"]), default="float32", show_default=True,
               help="Input/output type of an int8 model.tflite.")
 @click.option("--no-verify", is_flag=True, help="Skip the TF / TFLite / PyTorch (or onnxruntime) self-check.")
@@ -58,20 +78,28 @@ def _progress(quiet: bool):
 def convert(checkpoint, outdir, profile, activation, bn_eps, slim_bn_eps, input_size, exports, onnx_layout,
             with_preprocessing, quantize, calibration, calibration_size, int8_recipe, io_type, no_verify, force, as_json, quiet):
     """Convert a PyTorch MobileNetV1/V2 checkpoint or its ONNX export (any channel pruning)
-    to TFLite, a SavedModel and a TF-slim checkpoint.
+    to TFLite, a SavedModel and a TF-slim checkpoint. Given a conversion OUTDIR, convert again
+    from the checkpoint it was converted from (with its input size, activation and BatchNorm
+    epsilon, unless given), e.g. to write another quantization of it.
 
     \b
     Examples:
       amc-tf convert checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar -o out/0.5flops --profile 0.5flops
       amc-tf convert mobilenet_0.5flops.onnx -o out/0.5flops-onnx
       amc-tf convert CHECKPOINT -o OUTDIR --export onnx --onnx-layout nhwc
-      amc-tf convert CHECKPOINT -o OUTDIR --quantize int8 --calibration calib/ --io uint8
+      amc-tf convert CHECKPOINT -o OUTDIR --quantize int8 --images calib/ --io uint8
     """
     from amc_tf.converters.convert import ConvertOptions
     from amc_tf.converters.convert import convert as run
 
     if onnx_layout and "onnx" not in exports:
         raise AmcError("--onnx-layout needs --export onnx")
+    import os
+
+    if os.path.isdir(checkpoint):
+        network_options = {"activation": activation, "bn_eps": bn_eps, "input_size": input_size}
+        checkpoint = _outdir_source(click.get_current_context(), checkpoint, network_options)
+        activation, bn_eps, input_size = (network_options[k] for k in ("activation", "bn_eps", "input_size"))
     if with_preprocessing:
         exports = exports + ("with_preprocessing",)
     options = ConvertOptions(profile=profile, activation=activation, bn_eps=bn_eps, slim_bn_eps=slim_bn_eps,
@@ -82,6 +110,7 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, slim_bn_eps, input_
     from amc_tf.core.tf_startup import startup_seconds
 
     report = run(checkpoint, outdir, options, progress=_progress(quiet), startup_s=startup_seconds())
+    say_skipped(report.get("quantization", {}).get("calibration", {}).get("skipped_files", []))
     for warning in report.get("quantization", {}).get("warnings", []):
         echo(f"amc-tf: WARNING: {warning}", err=True)  # even with --quiet
     if as_json:
@@ -118,12 +147,13 @@ def convert(checkpoint, outdir, profile, activation, bn_eps, slim_bn_eps, input_
 
 
 @click.command()
-@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.argument("checkpoint", metavar="[CHECKPOINT_OR_OUTDIR]", required=False, type=click.Path(path_type=str))
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), help="A named AMC profile (alone, or to check CHECKPOINT).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="[default: 224, or an ONNX model's fixed input size]")
 @click.option("--json", "as_json", is_flag=True, help='Print {"macs": int, "params": int, "layers": [...]}.')
 def profile(checkpoint, profile, input_size, as_json):
-    """Per-layer and total multiply-adds and parameters of a checkpoint (PyTorch or ONNX) or a named profile.
+    """Per-layer and total multiply-adds and parameters of a checkpoint (PyTorch or ONNX), a
+    conversion OUTDIR (the network it records) or a named profile.
 
     \b
     Examples:
@@ -135,7 +165,19 @@ def profile(checkpoint, profile, input_size, as_json):
 
     if checkpoint is None and profile is None:
         raise AmcError("give a CHECKPOINT or --profile NAME")
-    if checkpoint is not None:
+    import os
+
+    if checkpoint is not None and os.path.isdir(checkpoint):
+        from amc_tf.core.outdir import is_outdir, read_outdir
+
+        if not is_outdir(checkpoint):
+            raise AmcError(f"{checkpoint} is a directory but not a conversion OUTDIR (no report.json)")
+        if input_size is not None:
+            raise AmcError("--input-size applies to a checkpoint or --profile; an OUTDIR records its own")
+        spec = read_outdir(checkpoint).spec
+        if profile:
+            check_profile(spec, profile)
+    elif checkpoint is not None:
         from amc_tf.converters.frontends import load
 
         spec = load(checkpoint, input_size=input_size)[0].spec

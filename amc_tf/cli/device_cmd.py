@@ -50,8 +50,10 @@ def device():
               help="stop by itself after this long (0: run until interrupted), so a script never leaves it behind")
 @click.option("--handshake-timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
               help="close a connection that is not online (CNXN, and AUTH when asked) after this many seconds")
+@click.option("--json", "as_json", is_flag=True,
+              help='once listening, print {"serial", "port", "root", "state", ...} as JSON on stdout')
 @click.option("-q", "--quiet", is_flag=True, help="print only the listening line")
-def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, handshake_timeout, quiet):
+def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, handshake_timeout, as_json, quiet):
     """Serve an emulated Android device on 127.0.0.1:PORT until interrupted. adb shell runs
     the host's /bin/sh inside ROOT (device paths /data/... and /sdcard/... map to ROOT/...);
     push/pull land in ROOT; getprop answers from the properties. Loopback only."""
@@ -92,6 +94,13 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, hands
     echo(f"emulated Android device listening on 127.0.0.1:{dev.port} (state {state}{auth_desc}, "
                f"shell {'legacy' if legacy_shell else 'v2'}, root {sandbox.root}); "
                f"connect with: adb connect 127.0.0.1:{dev.port}", err=True)
+    if as_json:
+        from amc_tf.cli.output import emit_json
+
+        emit_json({"serial": f"127.0.0.1:{dev.port}", "port": dev.port, "root": str(sandbox.root), "state": state,
+                   "shell": "legacy" if legacy_shell else "v2", "auth_keys": None if keys is None else len(keys),
+                   "max_seconds": max_seconds or None})
+        sys.stdout.flush()
     say("commands run on this host: timings measure the host CPU, not a phone")
     if dev.port in ADB_EMULATOR_SCAN:
         say(f"note: port {dev.port} is in 5554-5585, which the adb server scans for local emulators: `adb devices` "
@@ -127,7 +136,8 @@ def emulate(port, root, state, adb_keys, legacy_shell, props, max_seconds, hands
 @device.command("benchmark-binary")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="replace OUT if it exists")
-def benchmark_binary(out, force):
+@click.option("--json", "as_json", is_flag=True, help='print {"path", "python"} as JSON on stdout')
+def benchmark_binary(out, force, as_json):
     """Write OUT: a benchmark_model for the emulated device (a sh script running the model
     through this project's LiteRT runner on the host, printing benchmark_model's log).
     Push it with `amc-tf bench --target adb --benchmark-binary OUT`."""
@@ -145,6 +155,10 @@ def benchmark_binary(out, force):
         raise AmcError(f"{path} exists (use --force to replace it)") from None
     path.chmod(0o755)
     echo(f"wrote {path} (runs LiteRT on this host with {sys.executable})", err=True)
+    if as_json:
+        from amc_tf.cli.output import emit_json
+
+        emit_json({"path": str(path), "python": sys.executable})
 
 
 COMMANDS = [device]

@@ -7,10 +7,12 @@ import os
 import click
 
 from amc_tf.cli.options import BN_EPS, NON_NEGATIVE
-from amc_tf.cli.output import echo, echo_block, emit_json
+from amc_tf.cli.output import echo, echo_block, emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+CHECKPOINT_DEFAULTS = {"input_size": 224, "bn_eps": 1e-5, "activation": None}  # what --help names
+RANDOM_INPUTS = 2  # standard-normal inputs when neither --images nor --random is given
 
 
 class DiffFailed(AmcError):
@@ -27,26 +29,36 @@ def _progress(quiet: bool):
     return report
 
 
-def image_inputs(directory: str, spec, limit: int):
-    """The first `limit` images under DIR (sorted paths), preprocessed as the PyTorch eval
-    transform does for the network's input size and normalisation."""
+def image_inputs(directory: str, spec, limit: int, skipped: list | None = None):
+    """The first `limit` readable images under DIR (sorted paths), preprocessed as the PyTorch
+    eval transform does for the network's input size and normalisation. An unreadable image is
+    skipped and named in `skipped` ({"file", "error"}), as every command skips them."""
     import numpy as np
 
+    from amc_tf.core.data import describe_failure
     from amc_tf.core.preprocess import Preprocessing, normalize, pil_load_crop
 
     if not os.path.isdir(directory):
-        raise AmcError(f"--images {directory}: not a directory")
+        what = "not a directory" if os.path.exists(directory) else "no such directory"
+        raise AmcError(f"--images {directory}: {what}")
     paths = sorted(os.path.join(root, name) for root, _, names in os.walk(directory) for name in names
-                   if name.lower().endswith(IMAGE_SUFFIXES))[:limit]
+                   if name.lower().endswith(IMAGE_SUFFIXES))
     if not paths:
         raise AmcError(f"--images {directory}: no images ({', '.join(IMAGE_SUFFIXES)})")
     prep = Preprocessing.for_input_size(spec.input_size, mean=tuple(spec.mean), std=tuple(spec.std))
-    batch = []
+    batch, failed = [], []
     for path in paths:
+        if len(batch) == limit:
+            break
         try:
             batch.append(normalize(pil_load_crop(path, prep), prep))
-        except Exception as exc:  # PIL raises many types for a bad file
-            raise AmcError(f"{path}: cannot read the image ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+            failed.append({"file": path, "error": describe_failure(exc)})
+    if skipped is not None:
+        skipped += failed
+    if not batch:
+        named = "; ".join(f"{item['file']}: {item['error']}" for item in failed[:3])
+        raise AmcError(f"--images {directory}: none of the {len(failed)} images could be read ({named})")
     return np.stack(batch).astype(np.float32)
 
 
@@ -85,16 +97,19 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
     if images and random_n:
         raise AmcError("give --images DIR or --random N, not both")
     progress = _progress(quiet)
-    checkpoint_options = {"activation": activation, "bn_eps": 1e-5 if bn_eps is None else bn_eps,
-                          "input_size": 224 if input_size is None else input_size}
+    given = {"activation": activation, "bn_eps": bn_eps, "input_size": input_size}
+    checkpoint_options = {k: CHECKPOINT_DEFAULTS[k] if v is None else v for k, v in given.items()}
     if os.path.isdir(model) and any(v is not None for v in (input_size, bn_eps, activation)):
         raise AmcError("--input-size, --bn-eps and --activation apply to a CHECKPOINT; an OUTDIR records its own")
     progress(f"reading {model}")
     subject = open_subject(model, **checkpoint_options)
     spec = subject.network.spec
-    x = image_inputs(images, spec, limit) if images else random_inputs(spec, random_n or 2)
+    skipped: list[dict] = []
+    x = image_inputs(images, spec, limit, skipped) if images else random_inputs(spec, random_n or RANDOM_INPUTS)
+    say_skipped(skipped)
     result = run_diff(subject, against, x, tolerance, progress)
-    result["inputs"] = {"count": len(x), "source": images or "standard normal, seed 0"}
+    result["inputs"] = {"count": len(x), "source": images or "standard normal, seed 0", "skipped": len(skipped),
+                        "skipped_files": skipped}
     if as_json:
         emit_json(result)
     else:
@@ -107,6 +122,8 @@ def diff(model, against, images, limit, random_n, tolerance, input_size, bn_eps,
         for comparison in result["comparisons"]:
             echo("")
             echo_block(format_table(comparison, spec))
+        if result["passed"] and result["not_compared"]:
+            echo("passed without " + ", ".join(f"{name} ({why})" for name, why in result["not_compared"].items()))
     if not result["passed"]:
         firsts = ", ".join(f"{c['candidate']} vs {c['reference']} at {c['first_over']}"
                            for c in result["comparisons"] if c["first_over"])

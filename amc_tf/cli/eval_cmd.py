@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from amc_tf.cli.options import NON_NEGATIVE
-from amc_tf.cli.output import echo, emit_json
+from amc_tf.cli.options import NON_NEGATIVE, Aliased
+from amc_tf.cli.output import echo, emit_json, say_skipped
 from amc_tf.core.errors import AmcError
 
 
@@ -51,18 +51,21 @@ def _set_tf_threads(threads: int) -> None:
 
 @click.command("eval")
 @click.argument("model", type=click.Path(path_type=str))
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=str),
+@click.option("--images", "data_dir", cls=Aliased, aliases=("--data",), required=True, type=click.Path(path_type=str),
               help="ImageFolder, ImageNet val folder, flat <wnid>_*.JPEG folder or slim TFRecords.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "tf", "tflite"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "torch", "tf", "tflite"]), default="auto", show_default=True,
+              help="Runtime to evaluate with; auto: a checkpoint runs in PyTorch, a SavedModel in TF, a .tflite "
+                   "or a conversion OUTDIR (its model.tflite) in LiteRT.")
 @click.option("--preprocess", "mode", type=click.Choice(["pil", "tf"]), default="pil", show_default=True,
               help="pil: torchvision's eval transform exactly; tf: tf.image (faster, not bit-exact).")
-@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True,
+              help="Images per inference call (torch and tf; LiteRT runs one at a time).")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate only the first N images (dataset order).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Inference threads.")
 @click.option("--labels-offset", type=int, help="Model class = dataset label - K (default: from the class count).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
 @click.option("--ground-truth", type=click.Path(dir_okay=False, exists=True, path_type=str),
-              help="LOC_val_solution.csv or ILSVRC2012_validation_ground_truth.txt (default: found in/above DATA).")
+              help="LOC_val_solution.csv or ILSVRC2012_validation_ground_truth.txt (default: found in/above the --images folder).")
 @click.option("--save-logits", type=click.Path(dir_okay=False, path_type=str),
               help="Write the logits (.npy, dataset order; NaN rows for skipped images).")
 @click.option("--force", is_flag=True, help="Overwrite --save-logits FILE if it exists.")
@@ -72,19 +75,29 @@ def _set_tf_threads(threads: int) -> None:
 def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, labels_offset, input_size,
                  ground_truth, save_logits, force, strict, as_json, quiet):
     """Top-1 / top-5 of MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a
-    .tflite) on an ImageNet-style dataset.
+    .tflite) on an ImageNet-style dataset. An OUTDIR means its model.tflite (the model bench
+    and compare time, quantized when the conversion was); --backend tf takes its SavedModel,
+    --backend torch the checkpoint it was converted from. The result line names the file.
 
     \b
     Example:
-      amc-tf eval out/0.5flops/model.tflite --data /data/imagenet/val --threads 4
+      amc-tf eval out/0.5flops/model.tflite --images /data/imagenet/val --threads 4
     """
+    import os
+
     from amc_tf.core.data import open_dataset
     from amc_tf.services.evaluate import evaluate, needs_tensorflow, open_model
 
+    from amc_tf.services.evaluate import model_kind
+
+    say = (lambda msg: None) if quiet else (lambda msg: echo(f"amc-tf: {msg}", err=True))
     logits_path = _check_logits_path(save_logits, force) if save_logits else None
     dataset = open_dataset(data_dir, ground_truth)
     if needs_tensorflow(model, backend, mode, dataset):
+        say("starting TensorFlow")  # its import takes seconds
         _set_tf_threads(threads)
+    runtime = {"torch": "starting PyTorch", "tf": "SavedModel", "tflite": "LiteRT"}[model_kind(model, backend)]
+    say(f"loading {model} ({runtime})")
     backend_model = open_model(model, backend, threads=threads, input_size=input_size)
     show = _progress_line(not quiet)
     last = []
@@ -101,15 +114,17 @@ def eval_command(model, data_dir, backend, mode, batch_size, limit, threads, lab
         backend_model.close()
     if last:
         show(last[0], final=True)
-    for item in result["skipped_files"]:
-        echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)
+    say_skipped(result["skipped_files"])
+    result["argument"] = model  # "model" is the file evaluated (an OUTDIR's model.tflite, ...)
     if logits_path:
         result["logits_file"] = save_logits
     # the figures first: a failure to write the logits must not lose them
     if as_json:
         emit_json(result)
     else:
-        echo(f"{model} [{result['backend']}, {mode} preprocessing] on {data_dir} ({result['data']['layout']})")
+        evaluated = "" if os.path.abspath(result["model"]) == os.path.abspath(model) else f" ({result['model']})"
+        echo(f"{model}{evaluated} [{result['backend']}, {mode} preprocessing] on {data_dir} "
+                   f"({result['data']['layout']})")
         echo(f"  top-1 {result['top1']:.2%} ({result['correct_top1']}/{result['evaluated']})  "
                    f"top-5 {result['top5']:.2%} ({result['correct_top5']}/{result['evaluated']})")
         echo(f"  {result['evaluated']} evaluated, {result['skipped']} skipped (unreadable), "
@@ -161,7 +176,7 @@ def _write_logits(path, logits, force: bool = False) -> None:
 
 
 def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_size: int | None,
-                     missing: str | None = None):
+                     missing: str | None = None, say=lambda msg: None):
     """{name: Backend} for everything an OUTDIR holds (+ PyTorch when the checkpoint is known;
     `missing` says why it is not)."""
     import os
@@ -171,30 +186,34 @@ def _parity_backends(outdir: str, checkpoint: str | None, threads: int, input_si
     from amc_tf.core.outdir import read_outdir
 
     out = read_outdir(outdir)
-    backends, notes = {}, []
+    backends, not_compared = {}, {}
     if checkpoint and torch_reference.torch_available():
+        say(f"starting PyTorch with {checkpoint}")  # importing torch takes seconds
         backends["torch"] = open_model(checkpoint, "torch", threads=threads, input_size=input_size)
     else:
-        notes.append("PyTorch not compared: " + ("torch is not installed" if checkpoint else missing))
+        not_compared["torch"] = "torch is not installed" if checkpoint else missing
+    say(f"loading {out.saved_model} and {out.tflite_fp32.name}")
     backends["tf"] = open_model(os.fspath(out.saved_model), "tf", threads=threads)
     backends["tflite"] = open_model(os.fspath(out.tflite_fp32), "tflite", threads=threads)  # fp32 even when quantized
     wp = os.path.join(outdir, "with_preprocessing")
     if os.path.isdir(wp):
         backends["tflite_uint8"] = open_model(os.path.join(wp, "model.tflite"), "tflite", threads=threads)
         backends["saved_model_uint8"] = open_model(os.path.join(wp, "saved_model"), "tf", threads=threads)
-    return backends, notes
+    return backends, not_compared
 
 
 @click.command()
 @click.argument("target", metavar="CHECKPOINT_OR_OUTDIR", type=click.Path(exists=True, path_type=str))
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=str),
               help="Images to compare on (any layout eval reads; default: seeded synthetic images).")
-@click.option("--n", "n", type=click.IntRange(1, PARITY_MAX_N), default=100, show_default=True,
+@click.option("--limit", "n", cls=Aliased, aliases=("--n",), type=click.IntRange(1, PARITY_MAX_N), default=100,
+              show_default=True,
               help=f"Number of images (1..{PARITY_MAX_N}).")
 @click.option("--max-diff", type=NON_NEGATIVE, default=1e-3, show_default=True, help="Largest allowed |logit difference|.")
-@click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--min-top1-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Smallest allowed share of images on which every pair agrees on the top-1 class (0..1).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of a PyTorch checkpoint (default 224).")
-@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Inference threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads, as_json, quiet):
@@ -206,7 +225,7 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
 
     \b
     Example:
-      amc-tf parity checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar --images /data/imagenet/val --n 500
+      amc-tf parity checkpoints/mobilenet_imagenet_0.5flops_70.5.pth.tar --images /data/imagenet/val --limit 500
     """
     import os
     import tempfile
@@ -217,9 +236,10 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
 
     say = (lambda msg: None) if quiet else (lambda msg: echo(f"amc-tf: {msg}", err=True))
     dataset = open_dataset(images) if images else None
+    say("starting TensorFlow")  # its import takes seconds
     _set_tf_threads(threads)
     with tempfile.TemporaryDirectory(prefix="amc-tf-parity-") as tmp:
-        missing = None
+        missing, skipped = None, []
         if os.path.isdir(target):
             from amc_tf.core.outdir import read_outdir
 
@@ -231,20 +251,21 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
             outdir, checkpoint = os.path.join(tmp, "out"), target
             convert(target, outdir, ConvertOptions(input_size=input_size, verify=False,
                                                    exports=("with_preprocessing",)), progress=say)
-        backends, notes = _parity_backends(outdir, checkpoint, threads, input_size, missing)
+        backends, not_compared = _parity_backends(outdir, checkpoint, threads, input_size, missing, say)
+        notes = [f"PyTorch not compared: {why}" for why in not_compared.values()]
         prep = preprocessing_for(backends["tf"])
         if dataset is not None:
             count = min(n, len(dataset.files)) if dataset.files else None
             say(f"preparing {count} images" if count is not None else f"preparing up to {n} images")
-            skipped: list[dict] = []
             crops = P.load_images(dataset, n, prep, "pil", skipped=skipped)
-            for item in skipped:
-                say(f"skipped (unreadable): {item['file']}: {item['error']}")
+            say_skipped(skipped)
             if not crops:
                 named = "; ".join(f"{item['file']}: {item['error']}" for item in skipped[:3])
                 more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
                 raise AmcError(f"--images {images}: none of the {len(skipped)} images could be read "
                                f"({named}{more})")
+            say_skipped(dataset.skipped)  # entries the listing could not follow (symlink loops, ...)
+            skipped[:0] = dataset.skipped
             if skipped:
                 notes.append(f"{len(skipped)} unreadable image(s) skipped: {', '.join(i['file'] for i in skipped)}")
             raws = P.load_images(dataset, n, prep, "pil", raw=True) if "saved_model_uint8" in backends else []
@@ -271,7 +292,8 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
     failures = P.gate(pairs, max_diff, min_top1_agreement)
     result = {"target": target, "images": images or "synthetic", "n": len(crops), "preprocessing": prep.to_dict(),
               "backends": list(backends), "pairs": pairs, "thresholds": {"max_diff": max_diff,
-              "min_top1_agreement": min_top1_agreement}, "notes": notes, "passed": not failures, "failures": failures}
+              "min_top1_agreement": min_top1_agreement}, "notes": notes, "passed": not failures, "failures": failures,
+              "not_compared": not_compared, "skipped": len(skipped), "skipped_files": skipped}
     if as_json:
         emit_json(result)
     else:
@@ -282,7 +304,8 @@ def parity(target, images, n, max_diff, min_top1_agreement, input_size, threads,
                        f"{fig['min_cosine']:>10.7f} {fig['top1_agreement']:>7.1%} {fig['top5_agreement']:>7.1%}")
         for note in notes:
             echo(f"  note: {note}")
-        echo(f"  {'PASSED' if not failures else 'FAILED'} (max |diff| <= {max_diff:g}, "
+        without = "".join(f" without {name} ({why})" for name, why in not_compared.items())
+        echo(f"  {'PASSED' if not failures else 'FAILED'}{without} (max |diff| <= {max_diff:g}, "
                    f"top-1 agreement >= {min_top1_agreement:.0%})")
     if failures:
         raise ParityFailed("; ".join(failures))

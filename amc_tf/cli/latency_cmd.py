@@ -17,6 +17,7 @@ import click
 from amc_tf.cli.output import echo, echo_block, emit_json
 from amc_tf.cli.options import FiniteFloat
 from amc_tf.core.errors import AmcError, Interrupted, OutputExistsError, RunFailedError
+from amc_tf.core.profiles import PROFILE_NAMES
 from amc_tf.core.textsafe import safe
 
 
@@ -30,8 +31,8 @@ class _Bar:
     def __call__(self, done: int, total: int, label: str) -> None:
         if self.quiet:
             return
-        if self.first_done is None:  # resumed points cost nothing: time the rest only
-            self.first_done, self.t0 = done - 1, time.monotonic()
+        if self.first_done is None:  # the first call, before any point: resumed points cost nothing
+            self.first_done, self.t0 = done, time.monotonic()
         elapsed = time.monotonic() - self.t0
         fresh = done - self.first_done
         eta = "" if fresh < 3 else f", ~{_mmss(elapsed / fresh * (total - done))} left"
@@ -73,15 +74,17 @@ def latency():
 
 @latency.command("build")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="LUT file to write (JSON).")
-@click.option("--target", type=click.Choice(["local", "adb"]), default="local", show_default=True)
+@click.option("--target", type=click.Choice(["local", "adb"]), default="local", show_default=True,
+              help="local: this machine; adb: an Android device.")
 @click.option("--serial", default=None, metavar="S", help="adb device serial (when several are connected).")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
               help="benchmark_model to time with (Android build for adb; a host build for local, "
                    "instead of the in-process LiteRT interpreter).")
 @click.option("--adb", "adb_path", type=click.Path(dir_okay=False), default=None, help="adb client to use.")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Inference threads.")
 @click.option("--family", default="v1,v2", show_default=True, help="v1, v2 or v1,v2")
-@click.option("--input-size", type=click.IntRange(32, 1024), default=224, show_default=True)
+@click.option("--input-size", type=click.IntRange(32, 1024), default=224, show_default=True,
+              help="Input height and width of the networks the table is for.")
 @click.option("--grid", type=click.Choice(["full", "tiny"]), default="full", show_default=True,
               help="tiny: two points per axis, a smoke test of the target (not accurate).")
 @click.option("--no-calibrate", is_flag=True, help="Skip timing whole random networks to fit the scale.")
@@ -254,7 +257,7 @@ def _check_plot(plot: str, force: bool) -> None:
 
 @latency.command("predict")
 @click.argument("model", required=False, type=click.Path())
-@click.option("--profile", default=None, help="An AMC profile instead of MODEL (1.0, 0.5flops, v2-1.0, ...).")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None, help="An AMC profile instead of MODEL.")
 @click.option("--lut", "lut_path", required=True, type=click.Path(dir_okay=False), help="LUT from `latency build`.")
 @click.option("--input-size", type=click.IntRange(32, 1024), default=None,
               help="Input size of a checkpoint or profile  [default: the LUT's]")
@@ -264,7 +267,8 @@ def _check_plot(plot: str, force: bool) -> None:
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False), default=None,
               help="The benchmark_model the LUT was built with (checks the runtime too).")
 @click.option("--adb", "adb_path", type=click.Path(dir_okay=False), default=None, help="adb client to use.")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads the LUT was built with (checked against its fingerprint).")
 @click.option("--ignore-fingerprint", is_flag=True, help="Use a LUT built on another target anyway.")
 @click.option("--no-probe", is_flag=True, help="Do not time the drift probe (~1 s on the target): predict "
                                                "the target's speed at build time.")

@@ -45,3 +45,27 @@ class FiniteFloat(click.ParamType):
 
 BN_EPS = FiniteFloat(low=0, high=1, low_open=True, high_open=True)
 NON_NEGATIVE = FiniteFloat(low=0)
+
+
+class Aliased(click.Option):
+    """An option with old spellings that still parse but are not shown in --help nor in error
+    hints: `@click.option("--images", "images", cls=Aliased, aliases=("--data",), ...)`.
+    `docs/cli.md`'s vocabulary table lists them (tests/test_cli_vocabulary.py)."""
+
+    def __init__(self, param_decls=None, aliases: tuple[str, ...] = (), **attrs):
+        self.aliases = tuple(aliases)
+        super().__init__([*(param_decls or ()), *self.aliases], **attrs)
+
+    def _shown(self, names):
+        return [n for n in names if n not in self.aliases]
+
+    def get_help_spec(self, ctx) -> str:
+        opts, secondary = self.opts, self.secondary_opts
+        self.opts, self.secondary_opts = self._shown(opts), self._shown(secondary)
+        try:
+            return super().get_help_spec(ctx)
+        finally:
+            self.opts, self.secondary_opts = opts, secondary
+
+    def get_error_hint(self, ctx) -> str:
+        return " / ".join(f"'{n}'" for n in self._shown(self.opts))

@@ -33,3 +33,10 @@ def echo_block(text: str, err: bool = False, nl: bool = True) -> None:
 def progress(message: str) -> None:
     """A progress or skip line on stderr, sanitized as `echo`."""
     echo(message, err=True)
+
+
+def say_skipped(items) -> None:
+    """Skipped files, one rule in every command: each named on stderr (even with -q, like a
+    warning) as `amc-tf: skipped (unreadable): FILE: WHY`; --json holds them as "skipped_files"."""
+    for item in items:
+        echo(f"amc-tf: skipped (unreadable): {item['file']}: {item['error']}", err=True)

@@ -31,7 +31,7 @@ PREPROCESS_MODE = "pil"  # evaluation's default: torchvision's eval transform ex
 SEED = 0
 MAX_HELD_OUT = 200
 SYNTHETIC_WARNING = ("calibrated on SYNTHETIC random-pixel images, not real ones: the int8 activation ranges "
-                     "are guesses and accuracy may be far below fp32; calibrate with --calibration DIR")
+                     "are guesses and accuracy may be far below fp32; calibrate with --images DIR")
 
 
 class CalibrationError(AmcError):
@@ -45,17 +45,18 @@ def open_images(root: str | os.PathLike):
 
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise CalibrationError(f"--calibration {root}: no such directory")
+        what = "not a directory (give the folder that holds the images)" if os.path.exists(root) else "no such directory"
+        raise CalibrationError(f"--images {root}: {what}")
     try:
         dataset = open_dataset(root)
     except DataError:
         files = sorted(os.path.join(d, f) for d, _, names in os.walk(root, followlinks=True) for f in names
                        if f.lower().endswith(IMAGE_EXTENSIONS))
         if not files:
-            raise CalibrationError(f"--calibration {root}: no images found") from None
+            raise CalibrationError(f"--images {root}: no images found") from None
         return _regular_only(Dataset("images", root, (), files))
     if dataset.records:
-        raise CalibrationError(f"--calibration {root}: TFRecord shards are not supported for calibration; "
+        raise CalibrationError(f"--images {root}: TFRecord shards are not supported for calibration; "
                                "give a folder of images")
     return _regular_only(dataset)
 
@@ -130,17 +131,20 @@ def split(root: str | os.PathLike, size: int, max_held_out: int = MAX_HELD_OUT, 
     return Split(dataset, calibration, sorted(held_out), hashes)
 
 
-def load(dataset, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+def load(dataset, prep: Preprocessing, skipped: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(normalised float32 NHWC images, indices into dataset.files of those that decoded),
     each through evaluation's `pil` path: `pil_load_crop` then `normalize`; unreadable
-    images are skipped (as evaluation counts and skips them)."""
+    images are skipped, as evaluation skips them, and named in `skipped` ({"file", "error"})."""
+    from amc_tf.core.data import describe_failure
     from amc_tf.core.preprocess import normalize, pil_load_crop
 
     images, indices = [], []
     for i, path in enumerate(dataset.files):
         try:
             pixels = pil_load_crop(path, prep)
-        except Exception:  # noqa: BLE001 - any decoder error: the image is unreadable
+        except Exception as exc:  # noqa: BLE001 - any decoder error: the image is unreadable
+            if skipped is not None:
+                skipped.append({"file": path, "error": describe_failure(exc)})
             continue
         images.append(pixels)
         indices.append(i)

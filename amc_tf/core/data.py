@@ -118,11 +118,21 @@ def _wnid_label(wnid: str, where: str) -> int:
         raise DataError(f"unknown ImageNet wnid {wnid!r} ({where})") from None
 
 
+def describe_failure(exc: BaseException) -> str:
+    """A short reason an image could not be read (first line of the message, with its type):
+    the "error" of a skipped file, the same in every command."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def open_dataset(root: str | os.PathLike, ground_truth: str | None = None) -> Dataset:
     """Detect the layout of `root` and list its samples with their dataset labels."""
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise DataError(f"{root}: no such directory")
+    if not os.path.isdir(root):  # --images is every command's name for the folder
+        if os.path.exists(root):
+            raise DataError(f"--images {root}: not a directory (give the folder that holds the images, "
+                            "or their TFRecord shards)")
+        raise DataError(f"--images {root}: no such directory")
     records = sorted(glob.glob(os.path.join(root, TFRECORD_GLOB)))
     if records:
         # a FIFO or a device named like a shard would block or never end: named, not read

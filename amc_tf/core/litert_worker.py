@@ -4,7 +4,7 @@ diff, latency's timer).
 LiteRT is native code, and a crafted .tflite can crash it (CALL_ONCE subgraphs calling each
 other: SIGSEGV; a uint8 ADD without quantization parameters: SIGABRT in allocate_tensors) or
 make it run forever (a WHILE that never ends). `IsolatedInterpreter` loads the model once in a
-long-lived `amc_tf.core.worker.Service` and sends it whole batches: the batch goes through
+long-lived `amc_tf.core.service.Service` and sends it whole batches: the batch goes through
 shared memory (a memfd), the outputs come back on a pipe, so the cost is one round trip per
 batch, not per image. The parent turns every way the child can end into one error:
 
@@ -65,7 +65,7 @@ class IsolatedInterpreter:
 
     def __init__(self, source=None, *, threads: int = 1, delegates: bool = True, preserve_all_tensors: bool = False):
         from amc_tf.core import quiet
-        from amc_tf.core.worker import Service
+        from amc_tf.core.service import Service
 
         self.where = "the model"
         self._inputs, self._outputs, self._tensors, self._op_outputs = [], [], None, None
@@ -154,7 +154,7 @@ class IsolatedInterpreter:
         self.close()
 
     def _call(self, doing: str, header: dict, data=None, limit: int = 1 << 31):
-        from amc_tf.core.worker import ServiceDied, ServiceError, ServiceTimedOut
+        from amc_tf.core.service import ServiceDied, ServiceError, ServiceTimedOut
 
         try:
             return self._service.request(header, data, limit=limit)
@@ -171,7 +171,7 @@ class IsolatedInterpreter:
             raise ModelFileError(f"{self.where}: LiteRT failed {doing} the model ({detail})") from None
 
 
-# --- the child's side (amc_tf.core.worker.serve_main runs these) ------------------------------
+# --- the child's side (amc_tf.core.service.serve_main runs these) ------------------------------
 
 _state: dict = {}
 

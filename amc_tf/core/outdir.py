@@ -55,9 +55,14 @@ class OutDir:
 
     @property
     def source_file(self) -> str | None:
-        """The converted checkpoint, if it is still where it was converted from."""
+        """The converted checkpoint, if it is still where it was converted from. report.json
+        records the resolved path; an older report's relative path is tried as typed (from the
+        current folder) and from the OUTDIR's parent folder."""
         src = self.report.get("source", {}).get("file")
-        return src if src and os.path.isfile(src) else None
+        if not src:
+            return None
+        candidates = [src] if os.path.isabs(src) else [src, os.path.join(os.fspath(self.path.parent), src)]
+        return next((c for c in candidates if os.path.isfile(c)), None)
 
     def pytorch_checkpoint(self) -> tuple[str | None, str | None]:
         """(the PyTorch checkpoint this OUTDIR was converted from, None) when it is still at the
@@ -65,6 +70,12 @@ class OutDir:
         source = self.report.get("source", {})
         if source.get("frontend") != "pytorch":
             return None, f"{source.get('frontend')} input is not a PyTorch checkpoint"
+        return self.source_checkpoint()
+
+    def source_checkpoint(self) -> tuple[str | None, str | None]:
+        """(the file this OUTDIR was converted from, PyTorch or ONNX, None) when it is still at
+        the recorded path with the recorded sha256; else (None, why not)."""
+        source = self.report.get("source", {})
         src = self.source_file
         if src is None:
             return None, "the converted checkpoint is no longer at the path report.json records"

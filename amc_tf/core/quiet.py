@@ -5,7 +5,8 @@ messages before absl::InitializeLog() ...`, `oneDNN custom operations are on ...
 LiteRT prints `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` when an
 interpreter allocates its tensors. Both go straight to file descriptor 2, below Python,
 so `contextlib.redirect_stderr` cannot catch them: `silenced()` points fd 2 at a
-temporary file for the duration and replays what was caught if the block raises.
+temporary file for the duration and replays what was caught if the block raises (not
+when it is interrupted: then what was caught is start-up noise).
 
 The CLI calls `install()` once at start: unless verbose (`amc-tf -v`, or AMC_TF_VERBOSE=1)
 it sets TF_CPP_MIN_LOG_LEVEL=3 and silences the import of `tensorflow` wherever it happens
@@ -20,6 +21,8 @@ import importlib.abc
 import os
 import sys
 import tempfile
+
+from amc_tf.core.errors import Interrupted
 
 _state = {"quiet": False}
 
@@ -49,6 +52,8 @@ def silenced(force: bool = False):
     failed = False
     try:
         yield
+    except (KeyboardInterrupt, Interrupted):  # the user stopped it: what was caught is start-up noise
+        raise
     except BaseException:
         failed = True
         raise

@@ -40,7 +40,9 @@ class Candidate:
 
 def open_candidate(path: str | os.PathLike) -> Candidate:
     out = read_outdir(path)
-    return Candidate(out.path.resolve().name, out.path, out.report, out.tflite, out.tflite_fp32, out.quantization_mode,
+    from amc_tf.benchmarks.runlog import safe_name
+
+    return Candidate(safe_name(out.path.resolve().name), out.path, out.report, out.tflite, out.tflite_fp32, out.quantization_mode,
                      calibration.read_manifest(out.path / calibration.MANIFEST))
 
 
@@ -67,20 +69,26 @@ class Images:
     dataset: object  # amc_tf.core.data.Dataset (the files measured)
     excluded: int  # images left out because they calibrated one of the models
     by_size: dict = field(default_factory=dict)  # input size -> (images, indices into dataset.files)
+    skipped: list = field(default_factory=list)  # unreadable files ({"file", "error"}), each named once
 
     def get(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         if size not in self.by_size:
-            self.by_size[size] = calibration.load(self.dataset, Preprocessing.for_input_size(size))
+            failed: list[dict] = []
+            self.by_size[size] = calibration.load(self.dataset, Preprocessing.for_input_size(size), failed)
+            named = {item["file"] for item in self.skipped}
+            self.skipped += [item for item in failed if item["file"] not in named]
         return self.by_size[size]
+
+    @property
+    def measured(self) -> int:
+        """Images every model was measured on (the readable ones)."""
+        return min(len(kept) for _, kept in self.by_size.values()) if self.by_size else len(self.dataset.files)
 
 
 def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | None = None) -> Images:
     from dataclasses import replace
 
-    try:
-        dataset = calibration.open_images(root)
-    except AmcError as exc:  # its messages name --calibration, the option it serves elsewhere
-        raise AmcError(str(exc).replace("--calibration ", "--images ", 1)) from None
+    dataset = calibration.open_images(root)  # its messages name --images, compare's option too
     taken = set().union(*(c.calibration_hashes for c in cands))
     keep = [i for i, f in enumerate(dataset.files)
             if not taken or sha256_file(f, calibration.MAX_IMAGE_BYTES, what=f"--images image {f}") not in taken]
@@ -93,7 +101,7 @@ def open_images(root: str | os.PathLike, cands: list[Candidate], limit: int | No
     dataset = replace(dataset, files=[dataset.files[i] for i in keep],
                       labels=None if dataset.labels is None else dataset.labels[pick],
                       imagenet_labels=None if dataset.imagenet_labels is None else dataset.imagenet_labels[pick])
-    return Images(dataset, excluded)
+    return Images(dataset, excluded, skipped=list(dataset.skipped))
 
 
 def _labels(dataset, num_classes: int, kept: np.ndarray) -> np.ndarray | None:

@@ -41,11 +41,13 @@ class Backend:
     close: Callable[[], None] = lambda: None  # ends what runs the model (LiteRT's child process)
 
 
+DEFAULT_INPUT_SIZE = 224  # a PyTorch checkpoint's input size when --input-size is not given
+
 def model_kind(path: str, backend: str = "auto") -> str:
     """torch | tf | tflite: what open_model would run for this path and --backend."""
     path = os.fspath(path)
-    if is_outdir(path):
-        return "tflite" if backend == "tflite" else "tf"
+    if is_outdir(path):  # an OUTDIR means its model.tflite, unless --backend says otherwise
+        return "tflite" if backend == "auto" else backend
     if os.path.isdir(path):
         return "tf"
     return "tflite" if path.endswith(".tflite") else "torch"
@@ -56,17 +58,29 @@ def needs_tensorflow(path: str, backend: str, mode: str, dataset: Dataset) -> bo
     return mode == "tf" or bool(dataset.records) or model_kind(path, backend) == "tf"
 
 
+def outdir_model(path: str, backend: str = "auto") -> tuple[str, str]:
+    """(the file an OUTDIR means for --backend, the backend): its model.tflite (quantized when the
+    conversion was: the model bench and compare time) unless --backend says otherwise: tf its
+    SavedModel (fp32), torch the checkpoint it was converted from, while that is unchanged."""
+    out = read_outdir(path)
+    if backend == "torch":
+        checkpoint, why = out.pytorch_checkpoint()
+        if checkpoint is None:
+            raise ModelError(f"--backend torch: {path} cannot be evaluated in PyTorch: {why}; "
+                             "give the PyTorch checkpoint itself")
+        return checkpoint, "torch"
+    if backend == "tf":
+        return os.fspath(out.saved_model), "tf"
+    return os.fspath(out.tflite), "tflite"
+
+
 def open_model(path: str, backend: str = "auto", *, threads: int = 1, input_size: int | None = None) -> Backend:
     """Open MODEL (a PyTorch checkpoint, a SavedModel, a conversion OUTDIR or a .tflite)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelError(f"{path}: no such file or directory")
     if is_outdir(path):
-        if backend == "torch":
-            raise ModelError(f"{path} is a conversion output: give the PyTorch checkpoint for --backend torch")
-        out = read_outdir(path)
-        path = os.fspath(out.tflite if backend == "tflite" else out.saved_model)
-        backend = "tflite" if backend == "tflite" else "tf"
+        path, backend = outdir_model(path, backend)
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelError(f"{path}: a directory, but neither a SavedModel nor a conversion output")
@@ -91,7 +105,7 @@ def _open_torch(path: str, *, threads: int, input_size: int | None) -> Backend:
     import torch
 
     torch.set_num_threads(threads)
-    network, state_dict = load(path, input_size=input_size or 224)
+    network, state_dict = load(path, input_size=input_size or DEFAULT_INPUT_SIZE)
     spec, keys = network.spec, network.source["layer_keys"]
     return Backend("torch", path, spec.num_classes, spec.input_size, "float",
                    lambda x: torch_reference.forward(spec, state_dict, keys, x))
@@ -131,7 +145,7 @@ def _open_tflite(path: str, *, threads: int, input_size: int | None) -> Backend:
 
 
 def preprocessing_for(model: Backend, input_size: int | None = None) -> Preprocessing:
-    size = input_size or model.input_size or 224
+    size = input_size or model.input_size or DEFAULT_INPUT_SIZE
     if model.input_size is not None and input_size is not None and input_size != model.input_size:
         raise ModelError(f"{model.path} takes {model.input_size}x{model.input_size} inputs, not --input-size {input_size}")
     try:

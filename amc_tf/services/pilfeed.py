@@ -28,8 +28,9 @@ class UnreadableImage(AmcError):
 
 def describe(exc: BaseException) -> str:
     """A short reason for a decoder failure (first line of the message, with its type)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    from amc_tf.core.data import describe_failure
+
+    return describe_failure(exc)
 
 
 def pil_batches(files: list[str], labels: np.ndarray, prep: Preprocessing, *, raw: bool, batch_size: int,
