@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -31,9 +30,10 @@ import numpy as np
 from amc_tf.core.errors import AmcError, OutputExistsError
 from amc_tf.core.netspec import V1, V2, NetSpec, make_blocks
 from amc_tf.core.profiles import profile_spec
-from amc_tf.benchmarks.latency_lut import (ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, PRECISIONS, LatencyLut, Table,
+from amc_tf.benchmarks.latency_lut import (ALIGN_PERIOD, ALIGNED_AXIS, FORMAT, PRECISIONS, LatencyLut,
                                            layer_plan, table_name)
 from amc_tf.benchmarks.runlog import atomic_write
+from amc_tf.benchmarks.latency_assemble import _align_ratios, assemble  # noqa: F401  (the build's last step)
 
 HEADROOM = 1.25
 # Past one alignment period (64) every ladder value is a multiple of it (see latency_lut.align_factor);
@@ -277,8 +277,6 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     at the start, before each calibration round and at the end (see the module docstring).
     `progress(done, total, label)` is called after each point; it may raise (e.g.
     KeyboardInterrupt): the partial file is saved first."""
-    from amc_tf.benchmarks.latency_probe import conditions, probe_us
-
     if precision not in PRECISIONS:
         raise AmcError(f"--quantize: a table is fp32 or int8, got {precision!r}")
     out = Path(out)
@@ -294,14 +292,17 @@ def build_lut(out: Path, timer, families: list[str], input_size: int = 224, tiny
     except OSError:
         held = None
     try:
-        return _build_lut(out, timer, families, input_size, tiny, calibrate, force, progress, save_every_s, note)
+        return _build_lut(out, timer, families, input_size, tiny, calibrate, force, progress, save_every_s, note,
+                          precision, probe)
     finally:
         if held is not None:
             held.close()
 
 
 def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: bool, calibrate: bool, force: bool,
-               progress, save_every_s: float, note) -> LatencyLut:
+               progress, save_every_s: float, note, precision: str, probe: bool) -> LatencyLut:
+    from amc_tf.benchmarks.latency_probe import conditions, probe_us
+
     fingerprint = timer.fingerprint()
     plan = grid_plan(families, input_size, tiny)
     points = plan_points(plan, tiny)
@@ -383,48 +384,3 @@ def _build_lut(out: Path, timer, families: list[str], input_size: int, tiny: boo
                                 f"it is (the measured points are in {partial.path}): pass --force to replace it") from None
     partial.path.unlink(missing_ok=True)
     return lut
-
-
-def assemble(points: dict, calibration: dict, plan: dict, fingerprint: dict, input_size: int,
-             families: list[str], probes: dict | None = None) -> LatencyLut:
-    """The LUT from raw points. With `probes` ({"start", "round0".., "end"}: us), the LUT's probe
-    figure is their median, and a calibration time of round r counts as time * median / round r's probe."""
-    overhead = points["null"]
-    probe_ref = round(statistics.median(probes.values()), 3) if probes else None
-
-    def normalized(rounds: list[float]) -> list[float]:
-        if not probe_ref:
-            return list(rounds)
-        return [t * probe_ref / probes.get(f"round{r}", probe_ref) for r, t in enumerate(rounds)]
-
-    tables = {}
-    for name, t in plan.items():
-        us = [[max(0.0, round(points[f"{name}:{ci}x{co}"] - overhead, 3)) for co in t["cout"]] for ci in t["cin"]]
-        tables[name] = Table(t["kind"], t["res"], [float(c) for c in t["cin"]], [float(c) for c in t["cout"]], us,
-                             _align_ratios(points, name, overhead))
-    lut = LatencyLut(fingerprint, input_size, list(families), tables, overhead_us=overhead, probe_us=probe_ref)
-    scale, rows = {}, []
-    for fam in families:
-        ratios = []
-        for key, c in sorted(calibration.items()):
-            spec = NetSpec.from_dict(c["spec"])
-            if spec.family == fam and c["rounds_us"]:
-                measured = round(statistics.median(normalized(c["rounds_us"])), 2)  # a typical round
-                raw = (lut.predict(spec) * 1000.0 - overhead)
-                ratios.append((measured - overhead) / raw)
-                rows.append({"model": key, "channels": spec.channels(), "measured_us": measured,
-                             "rounds_us": c["rounds_us"], "uncalibrated_us": round(raw + overhead, 2)})
-        if ratios:  # the median: one model measured under a burst of load does not move it
-            scale[fam] = round(statistics.median(ratios), 4)
-    lut.scale = scale
-    lut.meta["calibration"] = rows
-    return lut
-
-
-def _align_ratios(points: dict, name: str, overhead: float) -> list[float] | None:
-    probe = [points.get(f"align:{name}:{r}") for r in range(ALIGN_PERIOD + 1)]
-    if any(v is None for v in probe):
-        return None
-    probe = [max(v - overhead, 1e-3) for v in probe]
-    lo, hi = probe[0], probe[ALIGN_PERIOD]
-    return [1.0] + [round(probe[r] / (lo + (hi - lo) * r / ALIGN_PERIOD), 4) for r in range(1, ALIGN_PERIOD)]

@@ -52,18 +52,22 @@ def tflite_bytes(model: SlimMobileNet) -> bytes:
     """fp32 TFLite flatbuffer with a fixed [1,H,W,3] float32 input and logits output."""
     # Weights traced in as constants, so the converter neither writes a temporary SavedModel
     # nor runs its variable-freezing pass: several times faster, the same flatbuffer ops.
-    return tflite_from_concrete(model.serving_function(batch=1, frozen=True).get_concrete_function())
+    return tflite_from_concrete(model.serving_function(batch=1, frozen=True).get_concrete_function(),
+                                already_frozen=True)
 
 
-def tflite_from_concrete(concrete, configure=None) -> bytes:
+def tflite_from_concrete(concrete, configure=None, already_frozen: bool = False) -> bytes:
     """A TFLite flatbuffer from a concrete function (weights traced in as constants);
-    `configure(converter)` may set quantization options before converting."""
+    `configure(converter)` may set quantization options before converting. `already_frozen`
+    (SlimMobileNet's fp32 graph only, where tests/test_exports.py proves the flatbuffer
+    byte-identical) skips the converter's freeze pass."""
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # it warns that this (the fast) path wants a trackable object
     try:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        _skip_freezing_when_frozen(converter, concrete)
+        if already_frozen:
+            _skip_freezing_when_frozen(converter, concrete)
         if configure is not None:
             configure(converter)
         with silenced():  # the converter's C++ `fully_quantize: 0, ...` notice
@@ -74,15 +78,19 @@ def tflite_from_concrete(concrete, configure=None) -> bytes:
 
 def _skip_freezing_when_frozen(converter, concrete) -> None:
     """The converter first "freezes" its function: it rewrites the whole graph to turn captured
-    variables into constants. Ours has its weights traced in as constants already (no resource
-    inputs), so that rewrite is a copy of the graph with nothing changed; it is skipped and the
-    graph handed over as it is (the flatbuffer is byte-identical: tests/test_exports.py)."""
+    variables into constants and inline nested functions. Ours has its weights traced in as
+    constants already (no resource inputs) and no nested functions, so that rewrite is a copy of
+    the graph with nothing changed; it is skipped and the graph handed over as it is (the
+    flatbuffer is byte-identical: tests/test_exports.py). Any other graph takes the full path."""
     inputs = list(concrete.inputs)
     if any(t.dtype == tf.resource for t in inputs) or not hasattr(converter, "_freeze_concrete_function"):
         return
+    graph_def = concrete.graph.as_graph_def()
+    if graph_def.library.function:  # nested functions: the pass also inlines them, so it is needed
+        return
 
     def already_frozen():
-        return concrete.graph.as_graph_def(), inputs, list(concrete.outputs), concrete
+        return graph_def, inputs, list(concrete.outputs), concrete
 
     converter._freeze_concrete_function = already_frozen  # noqa: SLF001 - see the docstring
 
