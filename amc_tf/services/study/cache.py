@@ -58,8 +58,9 @@ def place_tar(data: bytes, outdir: Path) -> None:
     import io
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.parent.glob(f".{outdir.name}.tmp-*"):  # left by a study that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = outdir.with_name(f".{outdir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             tar.extractall(tmp, filter="data")

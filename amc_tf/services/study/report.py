@@ -65,6 +65,8 @@ def record(unit, study, fp32_units: dict) -> dict:
             rec["sources"]["agreement"] = "top-1 class equal to the fp32 model's, image by image"
         else:
             rec["sources"]["agreement"] = "not measured: fp32 is not among --precision"
+        rec["top1_classes"] = f"{rec['artifacts']}/top1_classes.npy"
+        _save_npy(unit.outdir / "top1_classes.npy", _classes(unit))
     elif study.images is None:
         rec["sources"]["top1"] = "not measured: no --images"
     if unit.latency is not None and unit.error is None:
@@ -86,6 +88,13 @@ def record(unit, study, fp32_units: dict) -> dict:
     if unit.error is not None:
         rec["status"], rec["error"] = "failed", unit.error
     return rec
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Each measured image's top-1 class (-1: unreadable), in dataset order; written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 def records(units: list, study) -> list[dict]:

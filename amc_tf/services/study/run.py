@@ -145,7 +145,12 @@ class Study:
                     self.progress.drop(per_unit)
                     continue
                 hit = self.cache.get(u.key)
-                if hit is not None and self._artifacts_ok(u, hit):
+                if hit is not None and "error" in hit:  # bad input, already tried
+                    self.progress.finish(cached=True)
+                    u.cached["convert"] = 1
+                    u.fail(hit["error"])
+                    self.progress.drop(per_unit - 1)
+                elif hit is not None and self._artifacts_ok(u, hit):
                     self.progress.finish(cached=True)
                     u.cached["convert"] = 1
                     self._converted(u, hit)
@@ -189,6 +194,8 @@ class Study:
         if out["status"] != "ok":
             self.progress.say(f"{u.label}: {stage} failed on {node}: {out['error']}")
             u.fail(out["error"] if stage == "convert" else f"{stage}: {out['error']}")
+            if stage == "convert" and out.get("cacheable"):
+                self.cache.put(key, {"error": out["error"], "node": node})
             if stage == "convert":
                 self.progress.drop(len(self._chunks()) + self._latency_tasks())
             return

@@ -58,7 +58,9 @@ def run_task(task: dict, blob: bytes | None = None) -> dict:
         from amc_tf.core.errors import AmcError
 
         why = str(exc) if isinstance(exc, AmcError) else f"{type(exc).__name__}: {exc}"
-        out = {"status": "error", "error": " ".join(why.split()) or type(exc).__name__}
+        out = {"status": "error", "error": " ".join(why.split()) or type(exc).__name__,
+               # bad input fails the same way every time: the study caches it (by content) like a result
+               "cacheable": isinstance(exc, AmcError) and exc.exit_code == 2}
     out["node"] = node_name()
     out["pid"] = os.getpid()
     out["seconds"] = round(time.perf_counter() - t0, 3)
