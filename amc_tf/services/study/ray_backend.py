@@ -10,6 +10,7 @@ each imports TensorFlow once and serves many tasks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -42,6 +43,27 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise RayUnreachable(f"--ray-address {address}: cannot reach the Ray head ({why})") from None
 
 
+@contextlib.contextmanager
+def _stderr_captured():
+    """File descriptor 2 into a temp file for the block; yields a list that holds its text afterwards."""
+    import sys
+    import tempfile
+
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            said.append(tmp.read().decode(errors="replace"))
+
+
 _initialised = False
 
 
@@ -65,14 +87,29 @@ class RayPool:
         check_reachable(address)
         import ray
 
-        try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
-        except Exception as exc:  # noqa: BLE001 - a refused connection, bad auth token, version mismatch
-            raise RayUnreachable(f"--ray-address {address}: {' '.join(str(exc).split())[:300]}") from None
+        with _stderr_captured() as said:  # Ray's C++ start-up warnings are not the study's output
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=True)
+            except Exception as exc:  # noqa: BLE001 - a refused connection, bad auth token, version mismatch
+                failure = " ".join(str(exc).split())[:300]
+            else:
+                failure = None
+        if failure is not None:
+            raise RayUnreachable(f"--ray-address {address}: {failure}"
+                                 + (f" ({' '.join(said[0].split())[-300:]})" if said and said[0].strip() else ""))
         self._ray = ray
         self._fn = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_remote_task)
         self._blobs: dict[int, object] = {}
         self.address = address
+
+    def check_resources(self, needed: list[str]) -> None:
+        """Refuse a resource (a phone, `adb:SERIAL`) no node advertises: its tasks would wait forever."""
+        have = self._ray.cluster_resources()
+        missing = [r for r in needed if have.get(r, 0) < 1]
+        if missing:
+            raise AmcError(f"no node of the Ray cluster at {self.address} advertises {', '.join(missing)}: start the "
+                           f"node the phone is plugged into with ray start ... --resources "
+                           f"'{{\"{missing[0]}\": 1}}'")
 
     def describe(self) -> str:
         nodes = [n for n in self._ray.nodes() if n.get("Alive")]

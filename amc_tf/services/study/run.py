@@ -117,6 +117,8 @@ class Study:
     def _backend(self):
         if self.backend is None:
             self.backend = self._make_backend()
+            if self.options.latency.kind == "adb" and hasattr(self.backend, "check_resources"):
+                self.backend.check_resources([f"adb:{s}" for s in self.options.latency.serials])
             self.progress.say(f"running on {self.backend.describe()}")
         return self.backend
 
