@@ -108,7 +108,8 @@ def study(models, studydir, images, precisions, latency, limit, calibration, cal
         "models": len(entries), "precisions": list(options.precisions), "images": images, "limit": limit,
         "latency": lat.describe(), "backend": backend, "ray_address": ray_address,
         "workers": None if ray_address else (workers or os.cpu_count()), "chunk_size": chunk_size,
-        "tasks": progress.total, "cached_tasks": progress.cached, "seconds": round(time.monotonic() - t0, 3)}})
+        "tasks": progress.total, "cached_tasks": progress.cached,
+        "backend_start_s": runner.backend_start_s, "seconds": round(time.monotonic() - t0, 3)}})
     failed = [r for r in result["records"] if r["status"] != "ok"]
     for r in failed:
         click.echo(f"amc-tf: study: {r['name']} {r['precision']} failed: {r['error']}", err=True)

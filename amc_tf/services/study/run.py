@@ -92,6 +92,7 @@ class Study:
         self.calibration = None
         self._blobs: dict[int, bytes] = {}
         self.lut = None
+        self.backend_start_s = None  # None: every task came from the cache, no backend was started
 
     # -- setup ---------------------------------------------------------------------------
     def _units(self) -> list[Unit]:
@@ -116,7 +117,9 @@ class Study:
 
     def _backend(self):
         if self.backend is None:
+            t0 = time.monotonic()
             self.backend = self._make_backend()
+            self.backend_start_s = round(time.monotonic() - t0, 3)
             if self.options.latency.kind == "adb" and hasattr(self.backend, "check_resources"):
                 self.backend.check_resources([f"adb:{s}" for s in self.options.latency.serials])
             self.progress.say(f"running on {self.backend.describe()}")
