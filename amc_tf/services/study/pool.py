@@ -11,6 +11,7 @@ from amc_tf.core.errors import AmcError
 
 class LocalPool:
     name = "embedded"
+    exclusive_resources = False  # no resource accounting: the study serialises phone tasks itself
 
     def __init__(self, workers: int):
         import multiprocessing

@@ -82,6 +82,7 @@ def _remote_task(task: dict, blob):
 
 class RayPool:
     name = "ray"
+    exclusive_resources = True  # a task needing adb:SERIAL waits for that phone
 
     def __init__(self, address: str):
         check_reachable(address)

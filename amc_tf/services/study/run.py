@@ -286,7 +286,7 @@ class Study:
             u.latency = hit
             u.nodes["latency"] = {hit.get("node")}
             u.seconds["latency"] = hit.get("seconds")
-        elif lat.kind == "adb":
+        elif lat.kind == "adb" and self._backend().exclusive_resources:  # Ray: the phone's resource serialises
             self._submit(u, "latency", 0, key, task, tflite.read_bytes(), resources={f"adb:{task['serial']}": 1})
-        else:
+        else:  # the local CPU, or a phone without Ray: one measurement at a time, after everything else
             self.deferred.append((u, task, tflite.read_bytes(), key))
