@@ -4,6 +4,7 @@ embedded pool (default) or a Ray cluster; see docs/study.md."""
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -111,14 +112,15 @@ def study(models, studydir, images, precisions, latency, limit, calibration, cal
         "tasks": progress.total, "cached_tasks": progress.cached,
         "backend_start_s": runner.backend_start_s, "seconds": round(time.monotonic() - t0, 3)}})
     failed = [r for r in result["records"] if r["status"] != "ok"]
-    for r in failed:
-        click.echo(f"amc-tf: study: {r['name']} {r['precision']} failed: {r['error']}", err=True)
     if as_json:
         emit_json({k: v for k, v in result.items() if k != "pareto_axis"})
     else:
         click.echo((out / "table.md").read_text(), nl=False)
         click.echo(f"{len(result['records']) - len(failed)} of {len(result['records'])} records in {out}/study.json "
                    f"({progress.total} tasks, {progress.cached} from the cache, {result['study']['seconds']:.1f} s)")
+    sys.stdout.flush()  # the figures first, then what failed
+    for r in failed:
+        click.echo(f"amc-tf: study: {r['name']} {r['precision']} failed: {r['error']}", err=True)
     if failed:
         raise StudyFailed(f"{len(failed)} of {len(result['records'])} records failed (see {out}/study.json); "
                           "the others are in the table")

@@ -34,9 +34,17 @@ def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
 
 
+CPU = {"s": 0.0}  # CPU seconds (user + sys) of the commands run so far, their workers included
+
+
 def _timed(args: list) -> float:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     subprocess.run([*AMC_TF, *map(str, args)], check=True, capture_output=True, env=_env())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return round(time.monotonic() - t0, 2)
 
 
@@ -58,14 +66,17 @@ def main() -> None:
             shutil.copy(src, images / f"{src.stem}_{k}.JPEG")
     assert len(list(images.iterdir())) == 300
     out = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
-    loop = 0.0
+    loop, loop_cpu = 0.0, 0.0
     for ck in sorted(ckpts.iterdir()):
         o = work / "loop" / ck.name
         loop += _timed(["convert", ck, "-o", o, "-q", "--force"])
+        loop_cpu += CPU["s"]
         loop += _timed(["eval", o / "model.tflite", "--data", images, "-q", "--json"])
-    out["shell_loop_s"] = round(loop, 2)
+        loop_cpu += CPU["s"]
+    out["shell_loop_s"], out["shell_loop_cpu_s"] = round(loop, 2), round(loop_cpu, 1)
     study = ["study", ckpts, "--images", images, "--workers", "2", "-q", "-o", work / "study"]
     out["study_s"] = _timed([*study, "--force"])
+    out["study_cpu_s"] = round(CPU["s"], 1)
     out["study_rerun_s"] = _timed(study)
     out["study_over_loop"] = round(out["study_s"] / loop, 3)
     out["rerun_over_first"] = round(out["study_rerun_s"] / out["study_s"], 3)
