@@ -77,14 +77,19 @@ def _tar(folder: str) -> bytes:
 def _convert(task: dict, blob: bytes) -> dict:
     """Convert the checkpoint (its bytes in `blob`) with the task's options; the OUTDIR comes back as a tar."""
     from amc_tf.converters.convert import ConvertOptions, convert
+    from amc_tf.core import torch_reference
 
+    if torch_reference.torch_available():  # the self-check's reference runs in this worker: one thread, as TF
+        import torch
+
+        torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="amc-tf-study-") as tmp:
         src = os.path.join(tmp, task["filename"])
         with open(src, "wb") as fh:
             fh.write(blob)
         outdir = os.path.join(tmp, "out")
         try:
-            report = convert(src, outdir, ConvertOptions(**task["options"]))
+            report = convert(src, outdir, ConvertOptions(**task["options"], reference_in_process=True))
         except Exception as exc:  # name the user's file, not the worker's copy of it
             if task.get("origin"):
                 exc.args = tuple(a.replace(src, task["origin"]) if isinstance(a, str) else a for a in exc.args)
