@@ -266,8 +266,13 @@ class Study:
         if lat.kind == "lut":
             from amc_tf.core.netspec import NetSpec
 
-            spec = NetSpec.from_dict(u.convert["network"])
-            u.latency = {"latency_ms": self.lut.predict(spec), "source": f"lut:{lat.lut}"}
+            from amc_tf.core.errors import AmcError
+
+            try:
+                spec = NetSpec.from_dict(u.convert["network"])
+                u.latency = {"latency_ms": self.lut.predict(spec), "source": f"lut:{lat.lut}"}
+            except AmcError as exc:  # e.g. a LUT built for another input size: this record fails, not the study
+                u.fail(f"latency: {exc}")
             return
         if lat.kind == "none":
             return
