@@ -207,3 +207,28 @@ def test_bad_study_input_is_refused_before_any_work(inputs, tmp_path):
     proc = study(models / "tiny.pth.tar", "-o", tmp_path / "other")
     assert proc.returncode == 2 and "not a study folder; pass --force" in proc.stderr
     assert os.listdir(tmp_path / "other") == ["mine.txt"]
+
+
+def test_latency_predicted_by_a_lut_is_the_luts_prediction(first, inputs, tmp_path):
+    """Last in this module: it rewrites the first study's study.json (its tasks all cached)."""
+    from test_latency_lut import synthetic_lut
+
+    from amc_tf.benchmarks.latency_lut import load_lut
+    from amc_tf.core.netspec import NetSpec
+
+    out, _, _ = first
+    models, images = inputs
+    lut_path = tmp_path / "lut.json"
+    synthetic_lut(input_size=64).save(lut_path)
+    proc = study(models, "--images", images, "--precision", "fp32,int8", "--calibration-size", "20", "--latency",
+                 f"lut:{lut_path}", "-o", out, *ARGS)
+    assert proc.returncode == 1  # notes.pth, as before
+    data = json.loads((out / "study.json").read_text())
+    assert data["study"]["backend_start_s"] is None  # conversions and chunks cached, the LUT read here
+    lut = load_lut(lut_path)
+    for (name, precision), r in records(out).items():
+        if r["status"] != "ok":
+            continue
+        spec = NetSpec.from_dict(json.loads((out / r["artifacts"] / "report.json").read_text())["network"])
+        assert r["latency_ms"] == lut.predict(spec) > 0
+        assert r["latency_source"] == f"lut:{lut_path}" and "predicted by the LUT" in r["sources"]["latency_ms"]
