@@ -27,7 +27,7 @@ def node_name() -> str:
 
 
 def init_worker(parent_pid: int | None = None) -> None:
-    """Once per worker process: one TF thread per task, TensorFlow imported now (not per task)."""
+    """Once per worker process: SIGINT ignored, death with the study, TF's start-up logs hidden."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import signal
 
@@ -39,6 +39,17 @@ def init_worker(parent_pid: int | None = None) -> None:
     from amc_tf.core import quiet
 
     quiet.install(False)
+
+
+_tf_ready = False
+
+
+def _tensorflow_once() -> None:
+    """TensorFlow imported at a worker's first conversion (an evaluation of a .tflite needs none),
+    then kept: one thread, as every worker gets one CPU."""
+    global _tf_ready
+    if _tf_ready:
+        return
     import tensorflow as tf
 
     try:
@@ -46,6 +57,7 @@ def init_worker(parent_pid: int | None = None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
+    _tf_ready = True
 
 
 def run_task(task: dict, blob: bytes | None = None) -> dict:
@@ -79,6 +91,7 @@ def _convert(task: dict, blob: bytes) -> dict:
     from amc_tf.converters.convert import ConvertOptions, convert
     from amc_tf.core import torch_reference
 
+    _tensorflow_once()
     if torch_reference.torch_available():  # the self-check's reference runs in this worker: one thread, as TF
         import torch
 
