@@ -58,6 +58,8 @@ class ConvertOptions:
     calibration_size: int = 200
     io: str = "float32"  # input/output type of an int8 model.tflite: float32 | uint8 | int8
     int8_recipe: str | None = None  # accurate (default) | tf: see converters/int8_recipe.py
+    reference_in_process: bool = False  # run the self-check's reference here, not in a spawned worker (a
+    #                                     long-lived process converting many models imports torch once)
 
 
 Progress = Callable[[str], None]
@@ -139,6 +141,20 @@ def verify(model, network: Network, tflite_path: Path, reference: tuple[str, np.
     }
 
 
+class _DoneReference:
+    """The reference's logits computed in this process (ConvertOptions.reference_in_process)."""
+
+    def __init__(self, name: str, fn, *args):
+        self.name = name
+        self._logits = fn(*args)
+
+    def result(self) -> tuple[str, np.ndarray]:
+        return self.name, self._logits
+
+    def cancel(self) -> None:
+        pass
+
+
 class _PendingReference:
     """The reference runtime's logits for the verification batch, computed in a worker process
     (amc_tf.core.worker: it dies with this one, whatever signal ends it) so that importing torch
@@ -160,15 +176,16 @@ class _PendingReference:
 def _start_reference(checkpoint, network: Network, options: ConvertOptions) -> _PendingReference | None:
     from amc_tf.core import torch_reference
 
+    pending = _DoneReference if options.reference_in_process else _PendingReference
     x = verification_batch(network, options.verify_batch)
     if network.source.get("frontend") == "onnx":
         from amc_tf.core import onnx_reference
 
-        return _PendingReference("onnxruntime", onnx_reference.reference_logits, os.fspath(checkpoint),
+        return pending("onnxruntime", onnx_reference.reference_logits, os.fspath(checkpoint),
                                  network.source["onnx_layout"], x)
     if network.source.get("frontend") != "pytorch" or not torch_reference.torch_available():
         return None
-    return _PendingReference("torch", torch_reference.reference_logits, os.fspath(checkpoint), network.spec,
+    return pending("torch", torch_reference.reference_logits, os.fspath(checkpoint), network.spec,
                              network.source["layer_keys"], x)
 
 

@@ -22,7 +22,7 @@ MAX_LINES = 400
 
 CORE = "amc_tf/core"
 MIDDLE = {"converters", "benchmarks", "benchmarks/adbemu"}
-SERVICES = {"amc_tf/services", "amc_tf/services/layerdiff"}
+SERVICES = {"amc_tf/services", "amc_tf/services/layerdiff", "amc_tf/services/study"}
 CLI = "amc_tf/cli"
 # folder -> the other folders its modules may import. Bottom to top; keep docs/design.md in step.
 LAYERS: dict[str, set[str]] = {
@@ -32,6 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "benchmarks/adbemu": {CORE, "benchmarks"},
     "amc_tf/services": {CORE} | MIDDLE,
     "amc_tf/services/layerdiff": {CORE} | MIDDLE,
+    "amc_tf/services/study": {CORE} | MIDDLE | {"amc_tf/services"},  # reuses evaluate
     CLI: {CORE} | MIDDLE | SERVICES,
     "amc_tf": {CORE} | MIDDLE | SERVICES | {CLI},  # entry points: __init__, __main__, demo
     # the project's own tools, outside the product: they may use all of it, nothing uses them

@@ -4,7 +4,7 @@ commands; none imports TensorFlow at import time."""
 import importlib
 
 # Add a module here when it is written; every listed module must import.
-COMMAND_MODULES = ("convert_cmd", "bench_cmd", "diff_cmd", "eval_cmd", "compare_cmd", "device_cmd", "latency_cmd")
+COMMAND_MODULES = ("convert_cmd", "bench_cmd", "diff_cmd", "eval_cmd", "compare_cmd", "device_cmd", "latency_cmd", "study_cmd")
 
 
 def register_all(group) -> None:
