@@ -40,7 +40,9 @@ FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
 SKIP_DIRS = {".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache"}
 TOP = {p.name for p in ROOT.iterdir() if not p.name.startswith(".") and p.name not in SKIP_DIRS}
 OUTSIDE = ("../shared/fixtures",)
-OTHER_TOOLS = {"--config": "bazel, in the command that builds benchmark_model"}
+OTHER_TOOLS = {"--config": "bazel, in the command that builds benchmark_model",
+               "--head": "ray start", "--address": "ray start", "--resources": "ray start",
+               "--disable-usage-stats": "ray start"}
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|home|root|Users|mnt|farm|tmp|opt|srv)/")
 PLACEHOLDER = re.compile(r"<[^>]*>|\*|…|\.\.\.|\{[^}]*\}|\bNAME\b|\bOUTDIR\b")
 PATH_TOKEN = re.compile(r"(?<![\w./$*<>~-])((?:\$REPO/|\.\./)?[\w.<>*…{},-]+(?:/[\w.<>*…{},-]*)+)")

@@ -29,9 +29,10 @@ class StudyFailed(AmcError):
 @click.option("--latency", default="none", show_default=True, metavar="none|local|lut:FILE|adb:SERIAL[,SERIAL...]",
               help="Latency: not measured, the Pixel-1 protocol on this CPU or a phone, or predicted by a LUT.")
 @click.option("--limit", type=click.IntRange(1), help="Measure only the first N images (dataset order).")
-@click.option("--calibration", metavar="DIR|synthetic",
+@click.option("--calibration-images", "calibration", metavar="DIR|synthetic",
               help="int8 calibration images [default: --images; calibration images are never measured].")
-@click.option("--calibration-size", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--calibration-size", type=click.IntRange(1), default=100, show_default=True,
+              help="int8: how many calibration images.")
 @click.option("--chunk-size", type=click.IntRange(1, 100000), default=250, show_default=True,
               help="Images per evaluation task (a model's evaluation is sharded into chunks across workers).")
 @click.option("--input-size", type=click.IntRange(32, 1024), help="Input size of PyTorch checkpoints (default 224).")

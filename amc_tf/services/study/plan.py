@@ -167,7 +167,7 @@ def _calibration(options: StudyOptions) -> dict:
 
     root = options.calibration or options.images
     if root is None:
-        raise StudyInputError("--precision int8 needs calibration images: --images DIR or --calibration DIR")
+        raise StudyInputError("--precision int8 needs calibration images: --images DIR or --calibration-images DIR")
     if root == C.SYNTHETIC:
         return {"dir": C.SYNTHETIC, "size": options.calibration_size, "hashes": [], "key": "synthetic"}
     split = C.split(root, options.calibration_size)
