@@ -69,11 +69,11 @@ def mac_share(data: bytes) -> float:
 
 def print_table(results: Path) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    print(f"{'method':<18} {'fp32 top-1':>10} {'int8 top-1':>10} {'agreement':>14} {'|logit err|':>11} "
+    print(f"{'method':<18} {'seed':>4} {'fp32 top-1':>10} {'int8 top-1':>10} {'agreement':>14} {'|logit err|':>11} "
           f"{'int8 MACs':>9} {'size x':>7} {'lat x':>6}  folds (agree)")
     for r in rows:
         lat = f"{r['latency_ratio']:.2f}" if r.get("latency_ratio") else "-"
-        print(f"{r['method']:<18} {r['correct_fp32']:>6}/{r['n']:<3} {r['correct_q']:>6}/{r['n']:<3} "
+        print(f"{r['method']:<18} {r.get('seed', 0):>4} {r['correct_fp32']:>6}/{r['n']:<3} {r['correct_q']:>6}/{r['n']:<3} "
               f"{r['agree']:>4}/{r['n']} {100 * r['agree'] / r['n']:5.1f}% {r['mean_abs_logit_err']:>11.3f} "
               f"{100 * r['int8_mac_share']:>8.1f}% {r['size_ratio']:>7.3f} {lat:>6}  "
               f"{' '.join(str(f['agree']) for f in r['folds'])}")
@@ -82,6 +82,7 @@ def print_table(results: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=4, help="folds (default 4: calibrate on 75, measure on 25)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the permutation the folds cut (default 0)")
     ap.add_argument("--only-fold", type=int, default=None, help="run one fold (to time it)")
     ap.add_argument("--methods", nargs="+", default=["tf", "final"], choices=list(METHODS))
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "amc-tf")
@@ -123,7 +124,7 @@ def main() -> int:
     labels = dataset.model_labels(model.spec.num_classes)[0][kept]
     fp32_path = fp32_dir / "model.tflite"
     ref = run_tflite(fp32_path, images)
-    pairs = kfolds(len(images), args.k)
+    pairs = kfolds(len(images), args.k, args.seed)
     if args.only_fold is not None:
         pairs = [pairs[args.only_fold]]
     print(f"{len(images)} images, {len(pairs)} fold(s) of calibrate/measure {len(pairs[0][0])}/{len(pairs[0][1])}",
@@ -143,9 +144,9 @@ def main() -> int:
                              "seconds": round(time.time() - tf0, 1)})
             print(f"    {method} fold: {per_fold[-1]}", flush=True)
             first = first or data
-        path = work / f"{method}.tflite"
+        path = work / f"{method}-seed{args.seed}.tflite"
         path.write_bytes(first)
-        row = {"method": method, "options": METHODS[method][1], "k": args.k, "only_fold": args.only_fold,
+        row = {"method": method, "options": METHODS[method][1], "k": args.k, "seed": args.seed, "only_fold": args.only_fold,
                **{k: sum(f[k] for f in per_fold) for k in ("agree", "n", "correct_fp32", "correct_q")},
                "mean_abs_logit_err": float(np.mean([f["mean_abs_logit_err"] for f in per_fold])),
                "int8_mac_share": mac_share(first), "size_ratio": round(len(first) / fp32_bytes, 3),
