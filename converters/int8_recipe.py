@@ -10,7 +10,9 @@ quantization choice, made here from calibration activations instead of by the co
    descent for the other convs);
 3. bias correction: each conv's bias absorbs the mean shift of its pre-activation that
    quantization leaves, measured per layer on the fp32 model's input to it (fake-quantized
-   for the int8 side), per output channel, over the calibration images.
+   for the int8 side), per output channel, over the calibration images (or, with
+   `bias_correction="quantized"`, measured in the fake-quant network itself, layer after
+   layer: measured worse on real ImageNet images, docs/int8.md).
 
 The converter then writes an int8 model whose ranges and weights are exactly these.
 docs/int8.md has the measurements behind the defaults.
