@@ -45,6 +45,9 @@ class RecipeOptions:
     # on the already corrected int8 layers' outputs (all calibration images in one batch)
     bias_correction: bool | str = True
     samples_per_image: int = SAMPLES_PER_IMAGE  # activation values kept per tensor and image
+    # range method of the model's output (the logits) if not `ranges`, e.g. "minmax": a
+    # percentile clips exactly the largest logits, the ones top-1 is decided by
+    output_range: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,6 +175,9 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
                 _patch_cov_update(covs.setdefault(scope, {}), recorder.acts[inputs_of[scope]].numpy(), layer, rng)
     ranges = {name: qn.choose_range(np.concatenate(v), options.ranges, options.percentile)
               for name, v in samples.items()}
+    if options.output_range:
+        out = next(layer.scope for layer in layers.values() if layer.role == "logits")
+        ranges[out] = qn.choose_range(np.concatenate(samples[out]), options.output_range, options.percentile)
     kernels, biases, wranges, rounding = {}, {}, {}, {}
     if covs:
         progress(f"choosing the rounding of {len(covs)} layers' weights")

@@ -173,3 +173,20 @@ def test_bias_correction_on_quantized_inputs_leaves_no_mean_shift_in_the_int8_ne
             for s, r in ref.pre.items())
     assert worst["quantized"] < 1e-3
     assert worst[True] > 10 * worst["quantized"]
+
+
+def test_output_range_minmax_covers_every_calibration_logit_and_changes_nothing_else(v2, recipe):
+    import tensorflow as tf
+
+    from amc_tf.converters.int8_recipe import RecipeOptions, calibrate
+
+    model, calib, _ = v2
+    _, default, _ = recipe
+    cal = calibrate(model, calib, RecipeOptions(output_range="minmax", bias_correction=False))
+    logits = model.forward(tf.constant(calib), frozen=True).numpy()
+    out = next(layer.scope for layer in model.spec.layers() if layer.role == "logits")
+    lo, hi = cal.ranges[out]
+    assert lo == pytest.approx(min(float(logits.min()), 0.0), rel=1e-5)
+    assert hi == pytest.approx(max(float(logits.max()), 0.0), rel=1e-5)
+    assert hi > default.ranges[out][1]  # the percentile clips the largest logits
+    assert {k: v for k, v in cal.ranges.items() if k != out} == {k: v for k, v in default.ranges.items() if k != out}

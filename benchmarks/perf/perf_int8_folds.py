@@ -39,6 +39,7 @@ METHODS = {
     "final@99.995": ("int8", dict(percentile=99.995)),
     "final+samples16k": ("int8", dict(samples_per_image=16384)),
     "final+qbc": ("int8", dict(bias_correction="quantized")),
+    "final+out-minmax": ("int8", dict(output_range="minmax")),
 }
 
 
