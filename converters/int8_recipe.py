@@ -10,7 +10,9 @@ quantization choice, made here from calibration activations instead of by the co
    descent for the other convs);
 3. bias correction: each conv's bias absorbs the mean shift of its pre-activation that
    quantization leaves, measured per layer on the fp32 model's input to it (fake-quantized
-   for the int8 side), per output channel, over the calibration images.
+   for the int8 side), per output channel, over the calibration images (or, with
+   `bias_correction="quantized"`, measured in the fake-quant network itself, layer after
+   layer: measured worse on real ImageNet images, docs/int8.md).
 
 The converter then writes an int8 model whose ranges and weights are exactly these.
 docs/int8.md has the measurements behind the defaults.
@@ -38,7 +40,14 @@ class RecipeOptions:
     # nearest (TFLite's, the default) | depthwise (by output error, exhaustive, depthwise convs only)
     # | all (depthwise as that, the others by greedy descent): see docs/int8.md, no measurable gain
     rounding: str = "nearest"
-    bias_correction: bool = True
+    # True (the default): each layer's shift measured on the fp32 model's input to it ("teacher
+    # forced"); "quantized": measured in the fake-quant network itself, layer after layer, each
+    # on the already corrected int8 layers' outputs (all calibration images in one batch)
+    bias_correction: bool | str = True
+    samples_per_image: int = SAMPLES_PER_IMAGE  # activation values kept per tensor and image
+    # range method of the model's output (the logits) if not `ranges`, e.g. "minmax": a
+    # percentile clips exactly the largest logits, the ones top-1 is decided by
+    output_range: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,7 +166,7 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
         recorder.forward(xb, frozen=True)
         for name, t in recorder.acts.items():
             v = t.numpy().reshape(len(xb), -1)
-            take = min(SAMPLES_PER_IMAGE, v.shape[1])
+            take = min(options.samples_per_image, v.shape[1])
             idx = rng.integers(0, v.shape[1], (len(xb), take))
             picked = np.take_along_axis(v, idx, 1).ravel()
             samples.setdefault(name, []).append(np.concatenate([picked, [v.min(), v.max()]]))
@@ -166,6 +175,9 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
                 _patch_cov_update(covs.setdefault(scope, {}), recorder.acts[inputs_of[scope]].numpy(), layer, rng)
     ranges = {name: qn.choose_range(np.concatenate(v), options.ranges, options.percentile)
               for name, v in samples.items()}
+    if options.output_range:
+        out = next(layer.scope for layer in layers.values() if layer.role == "logits")
+        ranges[out] = qn.choose_range(np.concatenate(samples[out]), options.output_range, options.percentile)
     kernels, biases, wranges, rounding = {}, {}, {}, {}
     if covs:
         progress(f"choosing the rounding of {len(covs)} layers' weights")
@@ -191,7 +203,10 @@ def calibrate(model: SlimMobileNet, images: np.ndarray, options: RecipeOptions =
             "worst": max(rounding.values())}
     if options.bias_correction:
         progress("bias correction pass")
-        shifts = _correct_biases(network, recorder, cal, images)
+        if options.bias_correction == "quantized":
+            shifts = _correct_biases_quantized(network, recorder, cal, images)
+        else:
+            shifts = _correct_biases(network, recorder, cal, images)
         worst = max(shifts, key=shifts.get)
         cal.report["bias_correction"] = {"layers": len(shifts), "largest_relative_shift": shifts[worst],
                                          "largest_in": worst}
@@ -235,6 +250,45 @@ def _correct_biases(network, recorder: _Recorder, cal: Calibrated, images: np.nd
         relative[scope] = round(float(np.max(np.abs(shift) / (np.sqrt(sq[scope] / count) + 1e-12))), 6)
         cal.biases[scope] = (cal.biases[scope] - shift).astype(np.float32)
     return relative
+
+
+class _SequentialCorrector(FakeQuantMobileNet):
+    """The fake-quant graph on the whole calibration batch, correcting each conv's bias as the
+    forward pass reaches it: the shift is the mean (per output channel) of this network's
+    pre-activation minus the fp32 model's, so upstream layers are already corrected."""
+
+    def __init__(self, network, calibrated: Calibrated, fp32_mean: dict, fp32_rms: dict):
+        super().__init__(network, calibrated)
+        self.fp32_mean, self.fp32_rms, self.relative = fp32_mean, fp32_rms, {}
+
+    def _preactivation_hook(self, scope, x):
+        axes = tuple(range(len(x.shape) - 1))
+        shift = tf.reduce_mean(tf.cast(x, tf.float64), axis=axes).numpy() - self.fp32_mean[scope]
+        self.relative[scope] = round(float(np.max(np.abs(shift) / (self.fp32_rms[scope] + 1e-12))), 6)
+        self.cal.biases[scope] = (self.cal.biases[scope] - shift).astype(np.float32)
+        return x - tf.constant(shift.astype(np.float32))
+
+
+def _correct_biases_quantized(network, recorder: _Recorder, cal: Calibrated, images: np.ndarray) -> dict:
+    """Bias correction measured on quantized inputs (see `_SequentialCorrector`): fp32
+    per-channel means of every pre-activation first (in batches), then one fake-quant pass
+    over all calibration images at once. Returns the largest |shift| relative to the
+    channel's rms output, by layer."""
+    sums: dict[str, np.ndarray] = {}
+    sq: dict[str, np.ndarray] = {}
+    count: dict[str, int] = {}
+    for xb in _batches(images):
+        recorder.forward(xb, frozen=True)
+        for scope, ref in recorder.pre.items():
+            r = ref.numpy().reshape(-1, ref.shape[-1]).astype(np.float64)
+            sums[scope] = sums.get(scope, 0) + r.sum(0)
+            sq[scope] = sq.get(scope, 0) + (r ** 2).sum(0)
+            count[scope] = count.get(scope, 0) + r.shape[0]
+    mean = {s: sums[s] / count[s] for s in sums}
+    rms = {s: np.sqrt(sq[s] / count[s]) for s in sums}
+    corrector = _SequentialCorrector(network, cal, mean, rms)
+    corrector.forward(tf.constant(images), frozen=True)
+    return corrector.relative
 
 
 def _inputs_of(model: SlimMobileNet) -> dict[str, str]:

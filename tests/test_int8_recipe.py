@@ -147,3 +147,46 @@ def test_rounding_by_output_error_only_moves_weights_to_the_other_neighbour(v2):
         assert np.all(np.abs(codes - kernel / scale) < 1 + 1e-4), layer.scope
         moved += int((codes != qn.quantize_nearest(kernel, layer.depthwise)).sum())
     assert moved > 0
+
+
+def test_bias_correction_on_quantized_inputs_leaves_no_mean_shift_in_the_int8_network(v2):
+    """With bias_correction="quantized", the fake-quant network run on the calibration images
+    has, at every conv, the fp32 model's per-channel mean pre-activation (each layer was
+    corrected on its already corrected int8 inputs); the teacher-forced default does not."""
+    import tensorflow as tf
+
+    from amc_tf.converters.int8_recipe import FakeQuantMobileNet, RecipeOptions, _Recorder, _network_of, calibrate
+
+    model, calib, _ = v2
+    network = _network_of(model)
+    ref = _Recorder(network)
+    ref.forward(tf.constant(calib), frozen=True)
+    worst = {}
+    for mode in (True, "quantized"):
+        cal = calibrate(model, calib, RecipeOptions(bias_correction=mode))
+        fq = FakeQuantMobileNet(network, cal, record=True)
+        fq.forward(tf.constant(calib), frozen=True)
+        worst[mode] = max(
+            float(np.max(np.abs(fq.pre[s].numpy().reshape(-1, r.shape[-1]).mean(0)
+                                - r.numpy().reshape(-1, r.shape[-1]).mean(0))
+                         / (np.sqrt((r.numpy() ** 2).reshape(-1, r.shape[-1]).mean(0)) + 1e-6)))
+            for s, r in ref.pre.items())
+    assert worst["quantized"] < 1e-3
+    assert worst[True] > 10 * worst["quantized"]
+
+
+def test_output_range_minmax_covers_every_calibration_logit_and_changes_nothing_else(v2, recipe):
+    import tensorflow as tf
+
+    from amc_tf.converters.int8_recipe import RecipeOptions, calibrate
+
+    model, calib, _ = v2
+    _, default, _ = recipe
+    cal = calibrate(model, calib, RecipeOptions(output_range="minmax", bias_correction=False))
+    logits = model.forward(tf.constant(calib), frozen=True).numpy()
+    out = next(layer.scope for layer in model.spec.layers() if layer.role == "logits")
+    lo, hi = cal.ranges[out]
+    assert lo == pytest.approx(min(float(logits.min()), 0.0), rel=1e-5)
+    assert hi == pytest.approx(max(float(logits.max()), 0.0), rel=1e-5)
+    assert hi > default.ranges[out][1]  # the percentile clips the largest logits
+    assert {k: v for k, v in cal.ranges.items() if k != out} == {k: v for k, v in default.ranges.items() if k != out}

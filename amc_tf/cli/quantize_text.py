@@ -59,5 +59,5 @@ def recipe_summary(recipe: dict) -> str:
              {"nearest": "weights rounded to nearest", "depthwise": "depthwise weights rounded by output error",
               "all": "weights rounded by output error"}[o["rounding"]]]
     if o["bias_correction"]:
-        parts.append("bias correction")
+        parts.append("bias correction" + (" on quantized inputs" if o["bias_correction"] == "quantized" else ""))
     return ", ".join(parts)
