@@ -8,7 +8,6 @@ are missing and why.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -267,34 +266,12 @@ def glob_escape(s: str) -> str:
 
 
 def atomic_write(path: Path, data: str | bytes, overwrite: bool = True) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path` (without
-    `overwrite`: FileExistsError if `path` exists by then, and it is left as it is)."""
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a log should look like any new file
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        from amc_tf.core.fileutil import publish
+    """amc_tf.core.fileutil.write_file (a temp file beside `path`, fsynced, renamed; never written
+    through a link) with overwriting on by default: without `overwrite`, FileExistsError if `path`
+    exists by then, and it is left as it is."""
+    from amc_tf.core.fileutil import write_file
 
-        publish(tmp, path, overwrite=overwrite)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-@functools.lru_cache(maxsize=1)
-def _umask() -> int:
-    """The process umask (read once: reading it means setting it, which threads could race)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_file(path, data, overwrite=overwrite)
 
 
 def write_manifest(logdir: Path, record: BenchRecord) -> Path:

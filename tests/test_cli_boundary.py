@@ -14,7 +14,7 @@ from test_hostile_inputs import assert_one_error_line
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["convert"], r"Missing argument 'CHECKPOINT'\. \(see amc-tf convert --help\)"),
+    (["convert"], r"Missing argument 'CHECKPOINT_OR_OUTDIR'\. \(see amc-tf convert --help\)"),
     (["convert", "x.pth"], r"Missing option '-o'"),
     (["bogus"], r"No such command 'bogus'"),
     (["--bogus"], r"No such option '--bogus'"),

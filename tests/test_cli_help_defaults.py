@@ -7,6 +7,7 @@ that names a default without a check fails the test, so a new claim must come wi
 
 from __future__ import annotations
 
+import os
 import re
 from types import SimpleNamespace
 
@@ -26,7 +27,7 @@ def _convert_options(*args):
 
     seen = {}
 
-    def capture(checkpoint, outdir, options, progress=None):
+    def capture(checkpoint, outdir, options, progress=None, **_):
         seen["options"] = options
         raise SystemExit(0)
 
@@ -114,6 +115,52 @@ def _nothing_to_run():
 
 
 # (command, option) -> (the phrase its help holds, the check that the code does so)
+
+def _latency_quantize():
+    """`latency build` without --quantize builds an fp32 table."""
+    import amc_tf.benchmarks.latency_build as lb
+    from amc_tf.cli.app import main
+
+    seen = {}
+
+    def capture(*args, **kwargs):
+        seen["precision"] = kwargs.get("precision")
+        raise SystemExit(0)
+
+    original, lb.build_lut = lb.build_lut, capture
+    try:
+        with CliRunner().isolated_filesystem():
+            CliRunner().invoke(main, ["latency", "build", "-o", "lut.json", "--grid", "tiny", "--no-probe"],
+                               standalone_mode=False)
+    finally:
+        lb.build_lut = original
+    assert seen["precision"] == "fp32"
+
+
+def _study_calibration(tmp_path_factory=None):
+    """A study's int8 calibration images default to --images (and are then left out of it)."""
+    import tempfile
+    from pathlib import Path
+
+    from amc_tf.services.study.plan import StudyOptions, _calibration
+    from eval_helpers import jpeg_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(3):
+            (Path(tmp) / f"n0144{i}764_{i}.JPEG").write_bytes(jpeg_bytes(i))
+        options = StudyOptions(images=tmp, calibration_size=2)
+        assert options.calibration is None
+        assert _calibration(options)["dir"] == os.path.abspath(tmp)
+
+
+def _study_input_size():
+    from amc_tf.services.study.plan import StudyOptions, convert_options
+
+    assert StudyOptions().input_size is None
+    assert convert_options(StudyOptions(), "fp32", None, None)["input_size"] is None  # convert's own default
+    _convert_input_size()
+
+
 CLAIMS = {
     ("convert", "--int8-recipe"): ("'accurate' (default): activation ranges from the 0.01th..99.99th percentiles", _int8_recipe),
     ("convert", "--input-size"): ("[default: 224, or an ONNX model's fixed input size]", _convert_input_size),
@@ -136,6 +183,10 @@ CLAIMS = {
     ("eval", "--ground-truth"): ("(default: found in/above the --images folder)", _nothing_to_run),
     ("parity", "--images"): ("default: seeded synthetic images", _nothing_to_run),
     ("latency predict", "--input-size"): ("[default: the LUT's]", _nothing_to_run),
+    ("latency build", "--quantize"): ("[default: fp32]", _latency_quantize),
+    ("study", "--calibration-images"): ("[default: --images;", _study_calibration),
+    ("study", "--input-size"): ("(default 224)", _study_input_size),
+    ("study", "--workers"): ("[default: the CPU count]", _nothing_to_run),
 }
 
 

@@ -69,7 +69,7 @@ def test_a_fifo_and_a_dev_zero_link_named_png_in_calibration(tmp_path):
                "--calibration-size", "1", timeout=120)
     assert time.perf_counter() - t0 < 60
     assert proc.returncode == 2
-    assert one_error_line(proc) == (f"error: --calibration {tmp_path / 'cal'}: no images found (none of its 3 image "
+    assert one_error_line(proc) == (f"error: --images {tmp_path / 'cal'}: no images found (none of its 3 image "
                                     "names is a regular file)")
     assert not (tmp_path / "out").exists()
 

@@ -46,8 +46,8 @@ def _outdir_source(ctx, outdir: str, options: dict) -> str:
               help="Override the activation (default: ReLU for V1 as in AMC's code, ReLU6 for V2).")
 @click.option("--bn-eps", type=BN_EPS, default=1e-5, show_default=True, help="BatchNorm epsilon of the source model.")
 @click.option("--slim-bn-eps", type=BN_EPS, default=None, metavar="EPS",
-              help="Store slim/model.ckpt's BatchNorm statistics for this epsilon, e.g. 1e-3 (slim's "
-                   "mobilenet_v1_arg_scope default), so it restores under slim's defaults: the difference from "
+              help="Store slim/model.ckpt's BatchNorm statistics for this epsilon, e.g. 1e-3 (the epsilon "
+                   "of slim's mobilenet_v1_arg_scope), so it restores under slim's arg scope: the difference from "
                    "--bn-eps goes into moving_variance (into gamma where the variance is smaller). Other exports "
                    "are unchanged. Without it the checkpoint holds the source's statistics, for --bn-eps.")
 @click.option("--input-size", type=click.IntRange(32, 1024),

@@ -68,7 +68,7 @@ def _regular_only(dataset):
     if len(keep) == len(dataset.files):
         return dataset
     if not keep:
-        raise CalibrationError(f"--calibration {dataset.root}: no images found (none of its "
+        raise CalibrationError(f"--images {dataset.root}: no images found (none of its "
                                f"{len(dataset.files)} image names is a regular file)")
     pick = np.asarray(keep, np.int64)
     kept = set(keep)
@@ -105,7 +105,7 @@ def check_size(root: str | os.PathLike, size: int):
     dataset = open_images(root)
     n = len(dataset.files)
     if n < size:
-        raise CalibrationError(f"--calibration {root} holds {n} images, fewer than --calibration-size {size}; "
+        raise CalibrationError(f"--images {root} holds {n} images, fewer than --calibration-size {size}; "
                                f"pass --calibration-size {n} or fewer, or add images")
     return dataset
 
@@ -117,7 +117,7 @@ def split(root: str | os.PathLike, size: int, max_held_out: int = MAX_HELD_OUT, 
         raise CalibrationError(f"--calibration-size must be >= 1, got {size}")
     dataset = check_size(root, size)
     n = len(dataset.files)
-    hashes = [sha256_file(f, MAX_IMAGE_BYTES, what=f"--calibration image {f}") for f in dataset.files]
+    hashes = [sha256_file(f, MAX_IMAGE_BYTES, what=f"--images image {f}") for f in dataset.files]
     order = np.random.default_rng(seed).permutation(n).tolist()
     calibration = sorted(order[:size])
     seen = {hashes[i] for i in calibration}

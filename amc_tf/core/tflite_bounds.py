@@ -51,6 +51,10 @@ class _Bad(Exception):
     """The flatbuffer is malformed (an offset or a length outside the file)."""
 
 
+class _Over(Exception):
+    """A well-formed count past its bound (the message names the count and the bound)."""
+
+
 class _Buf:
     """Bounds-checked little-endian reads of a flatbuffer (an mmap or bytes)."""
 
@@ -105,10 +109,10 @@ class _Table:
         if at is None:
             return 0, 0
         length = self.buf.u32(at)
-        if limit is not None and length > limit:
-            raise ModelFileError(f"{what} has {length} entries, over the limit of {limit}; refused")
-        if at + 4 + length * elem_size > self.buf.size:
+        if at + 4 + length * elem_size > self.buf.size:  # garbage, not a large model: checked first
             raise _Bad(f"{what} of {length} entries runs past the end of the file")
+        if limit is not None and length > limit:
+            raise _Over(f"{what} has {length} entries, over the limit of {limit}; refused")
         return at + 4, length
 
     def tables(self, index: int, limit: int | None = None, what: str = "a vector"):
@@ -185,6 +189,8 @@ def check_buffer(data, where: str = "the model") -> dict:
                         inputs.append(shapes[k][0])
     except _Bad as exc:
         raise ModelFileError(f"{where}: not a loadable .tflite (malformed flatbuffer: {exc})") from None
+    except _Over as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
     return {"tensors": count, "arena_bytes": total, "largest_bytes": largest, "inputs": inputs}
 
 
