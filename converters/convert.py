@@ -232,7 +232,8 @@ def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: Conv
         t = time.perf_counter()
         reference = _start_reference(checkpoint, network, options) if options.verify else None
         timings["reference_start"] = time.perf_counter() - t
-        # the reference worker imports torch on the other core meanwhile
+        # the reference worker imports torch on the other core meanwhile; the import takes seconds
+        # (8-27 s on a busy machine): say so
         progress("starting TensorFlow")
         t = time.perf_counter()
         from amc_tf.core.tf_startup import timed_import_tensorflow
@@ -268,12 +269,9 @@ def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: Conv
 
 def _export(network: Network, reference: _PendingReference | None, tmp: Path, options: ConvertOptions,
             timings: dict, progress: Progress) -> dict:
-    t = time.perf_counter()
-    progress("starting TensorFlow")  # its import takes seconds (8-27 s on a busy machine): say so
     from amc_tf.converters.exporters import tflite_op_histogram, write_saved_model, write_slim_checkpoint, write_tflite
     from amc_tf.converters.tf_builder import build
 
-    timings["tf_import"] = time.perf_counter() - t
     t = time.perf_counter()
     progress("building the TF graph")
     model = build(network)

@@ -52,8 +52,8 @@ def parse_size(text: str) -> int | None:
     if not match:
         raise LimitSyntaxError(f"{ENV}={text!r} is not a size (e.g. 4G, 512M, or 0 to disable)")
     size = int(match.group(1)) * _UNITS[match.group(2)]
-    if size < (256 << 20):
-        raise LimitSyntaxError(f"{ENV}={text!r} is below 256M, too little to import TensorFlow; 0 disables the limit")
+    if size < (300 << 20):
+        raise LimitSyntaxError(f"{ENV}={text!r} is below 300M, too little to import TensorFlow (it aborts); 0 disables the limit")
     return size
 
 
@@ -152,8 +152,9 @@ _OOM_TEXT = ("can't allocate memory", "cannot allocate memory", "std::bad_alloc"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for MemoryError, and for the allocator failures torch (RuntimeError "DefaultCPUAllocator:
-    can't allocate memory") and TensorFlow (ResourceExhaustedError) raise instead of it."""
+    """True for MemoryError, for the allocator failures torch (RuntimeError "DefaultCPUAllocator:
+    can't allocate memory") and TensorFlow (ResourceExhaustedError) raise instead of it, and for
+    an ImportError of a shared library the loader could not map ("failed to map segment")."""
     if isinstance(exc, MemoryError):
         return True
     if type(exc).__name__ == "ResourceExhaustedError":
@@ -161,6 +162,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, RuntimeError):
         text = str(exc).lower()
         return any(t in text for t in _OOM_TEXT)
+    if isinstance(exc, ImportError):  # a native library that could not be mapped under the limit
+        text = str(exc).lower()
+        return "failed to map segment" in text or "cannot allocate memory" in text
     return False
 
 
