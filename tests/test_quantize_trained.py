@@ -114,7 +114,8 @@ def test_trained_int8_through_convert_and_compare(digits, tmp_path):
                                   "--no-latency", "--json", "-q"])
     assert r.exit_code == 0, r.output
     table = json.loads(r.stdout)
-    assert table["images"] == {"root": str(test), "measured": 360, "excluded_calibration": 0}
+    assert table["images"] == {"root": str(test), "measured": 360, "excluded_calibration": 0, "skipped": 0,
+                               "skipped_files": []}
     fp32_row, int8_row = table["rows"]
     assert fp32_row["accuracy"]["top1"] > 0.9
     assert int8_row["accuracy"]["top1"] >= fp32_row["accuracy"]["top1"] - 0.01

@@ -28,4 +28,4 @@ def test_phone_latency_is_measured_on_the_phones_listed_in_turn(adb_server, emul
             r["sources"]["latency_ms"]
         logs = sorted(p.name for p in (out / r["artifacts"] / "latency").glob("*_run*.txt"))
         assert logs == [f"tiny-{precision}_run{k}.txt" for k in (1, 2, 3)]
-        assert (phone.tmp / "model.tflite").is_file()  # pushed to that phone
+        assert (phone.tmp / f"tiny-{precision}.tflite").is_file()  # pushed to that phone, under its log name
