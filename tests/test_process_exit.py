@@ -75,3 +75,16 @@ def test_fast_exit_runs_atexit_handlers_and_removes_temporary_folders(tmp_path):
     assert "amc-tf" in proc.stdout
     assert marker.read_text() == "yes"
     assert not list(tmp_path.glob("amc-exit-*"))
+
+
+def test_a_reader_that_leaves_early_is_exit_141_and_silent(tmp_path):
+    """`amc-tf convert ... | true`: the reader is gone before convert prints its summary; the
+    command ends with 141 (as a shell reports SIGPIPE), prints nothing on stderr, and its OUTDIR
+    is complete (`| head -1` does the same whenever head leaves before the last line)."""
+    out = tmp_path / "out"
+    cmd = f"{sys.executable} -m amc_tf convert {DIGITS} -o {out} --input-size 64 --no-verify -q | true"
+    proc = subprocess.run(["bash", "-c", cmd + "; echo \"exit ${PIPESTATUS[0]}\" >&2"], capture_output=True,
+                          text=True, timeout=300, env=ENV)
+    assert proc.stdout == ""
+    assert proc.stderr.strip() == "exit 141", proc.stderr
+    assert (out / "report.json").is_file()

@@ -153,6 +153,13 @@ class AmcGroup(click.Group):
 
         try:
             code = run_guarded(invoke)
+        except SystemExit as exc:
+            from click.utils import PacifyFlushWrapper
+
+            if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+                code = 141  # click's own EPIPE exit (`amc-tf ... | head`): the reader left, as run_guarded says
+            else:
+                raise
         finally:
             _restore_signal_handlers(old)
         sys.exit(code)
