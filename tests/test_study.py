@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ray_cluster import descendants
 from study_helpers import AMC_TF, env, make_inputs, records, study, top1_classes
 
 ARGS = ("--input-size", "64", "--chunk-size", "15", "--workers", "2", "-q")
@@ -119,20 +120,6 @@ def test_a_finished_study_rerun_recomputes_nothing(first, inputs):
     assert again_s <= 0.25 * first_s, (again_s, first_s)
 
 
-def _children(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = {int(c) for c in (task / "children").read_text().split()}
-            except OSError:
-                continue
-            todo += list(kids - found)
-            found |= kids
-    return found
-
-
 def test_a_study_killed_with_sigkill_resumes_and_counts_nothing_half_written(first, inputs, tmp_path):
     ref, _, _ = first
     models, images = inputs
@@ -144,7 +131,7 @@ def test_a_study_killed_with_sigkill_resumes_and_counts_nothing_half_written(fir
     deadline = time.monotonic() + 600
     while len(list(cache.glob("*.json"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    workers = _children(proc.pid)
+    workers = descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(list(cache.glob("*.json")))

@@ -44,22 +44,10 @@ assert not set(HELD_OUT_SEEDS) & set(CALIBRATION_SEEDS)
 
 
 def odd_width(family: str, seed: int) -> NetSpec:
-    """Every width not a multiple of 8, 15-110 % of the standard (as perf_latency_lut.odd_width)."""
-    std = profile_spec("1.0" if family == V1 else "v2-1.0")
-    rng = np.random.default_rng(3000 + seed)
+    """perf_latency_lut.odd_width on seeds of its own (3000 + seed): prunings no table has seen."""
+    from perf_latency_lut import odd_width as odd_width_from
 
-    def odd(c):
-        v = max(3, int(c * rng.uniform(0.15, 1.1)))
-        return v + 1 if v % 8 == 0 else v
-
-    stem = odd(std.stem_ch)
-    if family == V1:
-        return std.with_changes(stem_ch=stem, blocks=make_blocks(V1, [(None, odd(b.out_ch)) for b in std.blocks], stem))
-    widths, stage = [], {}
-    for b in std.blocks:
-        out = stage.setdefault(b.out_ch, odd(b.out_ch))
-        widths.append((None if b.expand_ch is None else odd(b.expand_ch), out))
-    return std.with_changes(stem_ch=stem, blocks=make_blocks(V2, widths, stem), last_ch=odd(std.last_ch))
+    return odd_width_from(family, seed, seed_base=3000)
 
 
 def uniform_width(family: str, keep: float) -> NetSpec:

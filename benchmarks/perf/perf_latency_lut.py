@@ -41,10 +41,10 @@ from amc_tf.benchmarks.latency_timers import LocalTimer, network_tflite  # noqa:
 EVAL_SEEDS = (1, 2, 3)  # calibration uses 101, 202
 
 
-def odd_width(family: str, seed: int) -> NetSpec:
+def odd_width(family: str, seed: int, seed_base: int = 1000) -> NetSpec:
     """Every width odd (not a multiple of 8) and anywhere from 15 % to 110 % of the standard."""
     std = profile_spec("1.0" if family == V1 else "v2-1.0")
-    rng = np.random.default_rng(1000 + seed)
+    rng = np.random.default_rng(seed_base + seed)
 
     def odd(c):
         v = max(3, int(c * rng.uniform(0.15, 1.1)))
