@@ -235,11 +235,9 @@ def _convert_claimed(checkpoint, outdir: Path, claim: OutdirClaim, options: Conv
         # the reference worker imports torch on the other core meanwhile; the import takes seconds
         # (8-27 s on a busy machine): say so
         progress("starting TensorFlow")
-        t = time.perf_counter()
         from amc_tf.core.tf_startup import timed_import_tensorflow
 
-        timed_import_tensorflow()
-        timings["import_tensorflow"] = time.perf_counter() - t
+        timings["import_tensorflow"] = timed_import_tensorflow()
         report = _export(network, reference, tmp, options, timings, progress)
         t = time.perf_counter()
         # the resolved path: parity and diff find the checkpoint from any folder (its sha256 proves it unchanged)

@@ -39,7 +39,7 @@ class _Bar:
         frac = done / max(total, 1)
         text = f"[{'#' * int(30 * frac):<30}] {done}/{total} {label}{eta}"
         if self.tty:
-            echo(f"\r{safe(text)[:110]:<110}", nl=done == total, err=True)
+            click.echo(f"\r{safe(text)[:110]:<110}", nl=done == total, err=True)  # safe already; echo would show \r
             self.open_line = done != total
         elif int(frac * 10) > self.last_decile:
             self.last_decile = int(frac * 10)

@@ -130,12 +130,12 @@ def _spawn(proc) -> None:
     start-up cannot print a traceback there (it ignores SIGINT, then unblocks); a signal meant
     for this process stays pending and is delivered right after the spawn, never lost. The
     spawn writes a few bytes only: the task goes through its own pipe afterwards."""
-    old = _ignore_sigint()
+    old = hold_signals()
     try:
         proc.start()
     finally:
         try:
-            _restore_sigint(old)  # a signal held during the spawn is delivered here
+            release_signals(old)  # a signal held during the spawn is delivered here
         except BaseException:
             if proc.pid is not None and proc.is_alive():
                 proc.kill()  # the child must not outlive an interrupted start
@@ -143,7 +143,7 @@ def _spawn(proc) -> None:
             raise
 
 
-def _ignore_sigint():
+def hold_signals():
     """SIGINT and SIGTERM held (blocked) during a spawn: the child inherits the mask (no traceback
     from its start-up), and a signal for this process is delivered after the spawn, not lost."""
     try:
@@ -152,6 +152,6 @@ def _ignore_sigint():
         return None
 
 
-def _restore_sigint(old) -> None:
+def release_signals(old) -> None:
     if old is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

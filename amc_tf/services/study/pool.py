@@ -17,16 +17,16 @@ class LocalPool:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from amc_tf.core.worker import _ignore_sigint, _restore_sigint
+        from amc_tf.core.worker import hold_signals, release_signals
         from amc_tf.services.study.work import init_worker
 
         self.workers = workers
-        old = _ignore_sigint()
+        old = hold_signals()
         try:
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=init_worker, initargs=(os.getpid(),))
         finally:
-            _restore_sigint(old)
+            release_signals(old)
 
     def describe(self) -> str:
         return f"embedded pool of {self.workers} worker process(es)"
